@@ -1,0 +1,122 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "reelay",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "gateway", targets: ["gateway"]),
+        .executable(name: "scheduler", targets: ["scheduler"]),
+        .executable(name: "dispatcher", targets: ["dispatcher"]),
+        .executable(name: "webhook", targets: ["webhook"]),
+        .executable(name: "reelay", targets: ["reelay"]),
+        .executable(name: "replicate-standin", targets: ["replicate-standin"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // C shims (system libraries from Debian's -dev packages).
+        .systemLibrary(
+            name: "ReelayCRabbitMQ", path: "Shared/ReelayCRabbitMQ", pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"])]),
+        .systemLibrary(
+            name: "ReelayCPQ", path: "Shared/ReelayCPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(
+            name: "ReelayCCurl", path: "Shared/ReelayCCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        // Pure rules: no IO.
+        .target(
+            name: "ReelayCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            path: "Shared/ReelayCore", swiftSettings: swiftSettings),
+        // Configuration from the environment.
+        .target(name: "ReelayConfig", dependencies: ["ReelayCore"], path: "Shared/ReelayConfig", swiftSettings: swiftSettings),
+
+        // IO clients over the C libraries.
+        .target(
+            name: "ReelayAMQP",
+            dependencies: [
+                "ReelayCRabbitMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Shared/ReelayAMQP", swiftSettings: swiftSettings),
+        .target(
+            name: "ReelayPostgres",
+            dependencies: [
+                "ReelayCPQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Shared/ReelayPostgres", swiftSettings: swiftSettings),
+        .target(
+            name: "ReelayHTTPClient",
+            dependencies: [
+                "ReelayCCurl",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Shared/ReelayHTTPClient", swiftSettings: swiftSettings),
+
+        // Reelay's own IO: all SQL, all message schemas and topology, shared service plumbing.
+        .target(
+            name: "ReelayStore", dependencies: ["ReelayCore", "ReelayPostgres", .product(name: "Logging", package: "swift-log")],
+            path: "Shared/ReelayStore", swiftSettings: swiftSettings),
+        .target(
+            name: "ReelayMessaging", dependencies: ["ReelayCore", "ReelayAMQP", .product(name: "Logging", package: "swift-log")],
+            path: "Shared/ReelayMessaging", swiftSettings: swiftSettings),
+        .target(
+            name: "ReelayService",
+            dependencies: [
+                "ReelayCore", "ReelayConfig", "ReelayStore", "ReelayMessaging", "ReelayHTTPClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Shared/ReelayService", swiftSettings: swiftSettings),
+
+        // The four services.
+        .executableTarget(name: "gateway", dependencies: ["ReelayService"], path: "Services/gateway", swiftSettings: swiftSettings),
+        .executableTarget(name: "scheduler", dependencies: ["ReelayService"], path: "Services/scheduler", swiftSettings: swiftSettings),
+        .executableTarget(name: "dispatcher", dependencies: ["ReelayService"], path: "Services/dispatcher", swiftSettings: swiftSettings),
+        .executableTarget(name: "webhook", dependencies: ["ReelayService"], path: "Services/webhook", swiftSettings: swiftSettings),
+
+        // Tools.
+        .executableTarget(
+            name: "reelay",
+            dependencies: ["ReelayService", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Tools/reelay", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "replicate-standin",
+            dependencies: [
+                "ReelayCore", "ReelayHTTPClient",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tools/replicate-standin", swiftSettings: swiftSettings),
+
+        // Tests.
+        .testTarget(name: "ReelayCoreTests", dependencies: ["ReelayCore", "ReelayConfig"], path: "Tests/ReelayCoreTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ReelayIntegrationTests",
+            dependencies: ["ReelayAMQP", "ReelayPostgres", "ReelayHTTPClient", "ReelayStore", "ReelayMessaging", "ReelayCore"],
+            path: "Tests/ReelayIntegrationTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ReelayEndToEndTests",
+            dependencies: ["ReelayHTTPClient", "ReelayCore", "ReelayPostgres"],
+            path: "Tests/ReelayEndToEndTests", swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,1 @@
+// ReelayAMQP: placeholder until its first file lands.

@@ -1,0 +1,16 @@
+#ifndef REELAY_CCURL_SHIM_H
+#define REELAY_CCURL_SHIM_H
+#include <curl/curl.h>
+#include <stdio.h>
+
+/* curl_easy_setopt / curl_easy_getinfo are variadic; Swift needs fixed-argument wrappers. */
+static inline CURLcode reelay_curl_setopt_long(CURL *h, CURLoption o, long v) { return curl_easy_setopt(h, o, v); }
+static inline CURLcode reelay_curl_setopt_ptr(CURL *h, CURLoption o, const void *v) { return curl_easy_setopt(h, o, v); }
+static inline CURLcode reelay_curl_setopt_off(CURL *h, CURLoption o, curl_off_t v) { return curl_easy_setopt(h, o, v); }
+typedef size_t (*reelay_curl_data_cb)(char *ptr, size_t size, size_t nmemb, void *userdata);
+static inline CURLcode reelay_curl_setopt_datacb(CURL *h, CURLoption o, reelay_curl_data_cb cb) { return curl_easy_setopt(h, o, cb); }
+static inline CURLcode reelay_curl_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
+static inline CURLcode reelay_curl_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
+static inline CURLcode reelay_curl_getinfo_string(CURL *h, CURLINFO i, char **v) { return curl_easy_getinfo(h, i, v); }
+static inline CURLcode reelay_curl_global_init(void) { return curl_global_init(CURL_GLOBAL_ALL); }
+#endif

@@ -1,0 +1,1 @@
+// ReelayConfig: placeholder until its first file lands.

@@ -1,0 +1,1 @@
+// ReelayCore: placeholder until its first file lands.

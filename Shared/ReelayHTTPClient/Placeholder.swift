@@ -1,0 +1,1 @@
+// ReelayHTTPClient: placeholder until its first file lands.

@@ -1,0 +1,1 @@
+// ReelayMessaging: placeholder until its first file lands.

@@ -1,0 +1,1 @@
+// ReelayPostgres: placeholder until its first file lands.

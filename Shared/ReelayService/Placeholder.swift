@@ -1,0 +1,1 @@
+// ReelayService: placeholder until its first file lands.

@@ -1,0 +1,1 @@
+// ReelayStore: placeholder until its first file lands.
