@@ -112,11 +112,19 @@ let package = Package(
         .testTarget(name: "ReelayCoreTests", dependencies: ["ReelayCore", "ReelayConfig"], path: "Tests/ReelayCoreTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "ReelayIntegrationTests",
-            dependencies: ["ReelayAMQP", "ReelayPostgres", "ReelayHTTPClient", "ReelayStore", "ReelayMessaging", "ReelayCore"],
+            dependencies: [
+                "ReelayAMQP", "ReelayPostgres", "ReelayHTTPClient", "ReelayStore", "ReelayMessaging", "ReelayCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             path: "Tests/ReelayIntegrationTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "ReelayEndToEndTests",
-            dependencies: ["ReelayHTTPClient", "ReelayCore", "ReelayPostgres"],
+            dependencies: [
+                "ReelayHTTPClient", "ReelayCore", "ReelayPostgres",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             path: "Tests/ReelayEndToEndTests", swiftSettings: swiftSettings),
     ]
 )
