@@ -73,7 +73,11 @@ let package = Package(
 
         // Reelay's own IO: all SQL, all message schemas and topology, shared service plumbing.
         .target(
-            name: "ReelayStore", dependencies: ["ReelayCore", "ReelayPostgres", .product(name: "Logging", package: "swift-log")],
+            name: "ReelayStore",
+            dependencies: [
+                "ReelayCore", "ReelayPostgres", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             path: "Shared/ReelayStore", swiftSettings: swiftSettings),
         .target(
             name: "ReelayMessaging", dependencies: ["ReelayCore", "ReelayAMQP", .product(name: "Logging", package: "swift-log")],

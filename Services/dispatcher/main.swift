@@ -1,1 +1,28 @@
-print("not yet")
+import ReelayAMQP
+import ReelayHTTPClient
+import ReelayMessaging
+import ReelayPostgres
+import ReelayService
+import ReelayStore
+
+// dispatcher: every outbound call to Replicate (create, cancel, get). Scale these out; they compete for commands.
+let (configuration, logger) = Bootstrap.start(service: "dispatcher")
+let amqpURL = Bootstrap.require("dispatcher") { try AMQPURL(configuration.amqpURL) }
+let token = Bootstrap.require("dispatcher") { try configuration.requireReplicateToken() }
+let pool = PostgresPool(url: configuration.databaseURL, size: 8, name: "dispatcher", logger: logger)
+let http = HTTPClient(threads: 8, connectTimeout: .seconds(5), userAgent: "reelay-dispatcher/1", logger: logger)
+let publisher = AMQPPublisher(url: amqpURL, topology: Topology.all, name: "dispatcher.publish", logger: logger)
+publisher.start()
+
+let dispatcher = Dispatcher(
+    configuration: configuration, store: TaskStore(pool: pool), bus: MessageBus(publisher: publisher),
+    replicate: ReplicateClient(http: http, baseURL: configuration.replicateAPIBaseURL, token: token), logger: logger)
+let commands = AMQPConsumer(
+    url: amqpURL, topology: Topology.all, queues: [Topology.Queue.dispatch], prefetch: 16, name: "dispatcher.commands", logger: logger)
+
+try await ServiceRunner.run(
+    [
+        CloseOnShutdown { await publisher.shutdown(); await http.shutdown(); await pool.shutdown() },
+        ConsumerService(consumer: commands, concurrency: 16, logger: logger, handler: dispatcher.handle),
+    ],
+    logger: logger)

@@ -1,1 +1,28 @@
-print("not yet")
+import ReelayAMQP
+import ReelayMessaging
+import ReelayPostgres
+import ReelayService
+import ReelayStore
+
+// scheduler: admission, priority, slots, retries-due, leases and reconciliation sweeps.
+let (configuration, logger) = Bootstrap.start(service: "scheduler")
+let amqpURL = Bootstrap.require("scheduler") { try AMQPURL(configuration.amqpURL) }
+let pool = PostgresPool(url: configuration.databaseURL, size: 6, name: "scheduler", logger: logger)
+let publisher = AMQPPublisher(url: amqpURL, topology: Topology.all, name: "scheduler.publish", logger: logger)
+publisher.start()
+
+let scheduler = Scheduler(configuration: configuration, store: TaskStore(pool: pool), bus: MessageBus(publisher: publisher), logger: logger)
+let submissions = AMQPConsumer(
+    url: amqpURL, topology: Topology.all, queues: [Topology.Queue.submit], prefetch: 200, name: "scheduler.submit", logger: logger)
+let events = AMQPConsumer(
+    url: amqpURL, topology: Topology.all, queues: [Topology.Queue.schedulerEvents, Topology.Queue.control], prefetch: 50,
+    name: "scheduler.events", logger: logger)
+
+try await ServiceRunner.run(
+    [
+        CloseOnShutdown { await publisher.shutdown(); await pool.shutdown() },
+        ConsumerService(consumer: submissions, concurrency: 200, logger: logger, handler: scheduler.handleSubmit),
+        ConsumerService(consumer: events, concurrency: 8, logger: logger, handler: scheduler.handleEventOrControl),
+        PeriodicService(name: "tick", period: configuration.schedulerTick, logger: logger, body: scheduler.tick),
+    ],
+    logger: logger)

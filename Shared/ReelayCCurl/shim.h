@@ -12,5 +12,11 @@ static inline CURLcode reelay_curl_setopt_datacb(CURL *h, CURLoption o, reelay_c
 static inline CURLcode reelay_curl_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode reelay_curl_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode reelay_curl_getinfo_string(CURL *h, CURLINFO i, char **v) { return curl_easy_getinfo(h, i, v); }
+static inline CURLcode reelay_curl_getinfo_off(CURL *h, CURLINFO i, curl_off_t *v) { return curl_easy_getinfo(h, i, v); }
+typedef int (*reelay_curl_xferinfo_cb)(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow);
+static inline CURLcode reelay_curl_setopt_xferinfocb(CURL *h, reelay_curl_xferinfo_cb cb) {
+    return curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cb);
+}
+static inline size_t reelay_curl_error_size(void) { return CURL_ERROR_SIZE; }
 static inline CURLcode reelay_curl_global_init(void) { return curl_global_init(CURL_GLOBAL_ALL); }
 #endif

@@ -9,4 +9,5 @@
 static inline int reelay_pg_diag_sqlstate(void) { return 'C'; }
 static inline int reelay_pg_diag_message_primary(void) { return 'M'; }
 static inline int reelay_pg_diag_message_detail(void) { return 'D'; }
+static inline int reelay_pg_diag_constraint_name(void) { return 'n'; }
 #endif

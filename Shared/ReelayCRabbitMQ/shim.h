@@ -17,4 +17,13 @@ static inline amqp_rpc_reply_t reelay_amqp_login_plain(amqp_connection_state_t s
                                                        const char *user, const char *password) {
     return amqp_login(state, vhost, channel_max, frame_max, heartbeat, AMQP_SASL_METHOD_PLAIN, user, password);
 }
+
+/* Same as above with client properties (connection_name, capabilities) shown by the broker and merged with the defaults. */
+static inline amqp_rpc_reply_t reelay_amqp_login_plain_with_properties(amqp_connection_state_t state, const char *vhost,
+                                                                       int channel_max, int frame_max, int heartbeat,
+                                                                       const amqp_table_t *properties,
+                                                                       const char *user, const char *password) {
+    return amqp_login_with_properties(state, vhost, channel_max, frame_max, heartbeat, properties,
+                                      AMQP_SASL_METHOD_PLAIN, user, password);
+}
 #endif

@@ -1,0 +1,229 @@
+import Foundation
+import Logging
+import ReelayAMQP
+import ReelayConfig
+import ReelayCore
+import ReelayMessaging
+import ReelayService
+import ReelayStore
+
+/// Every outbound call to Replicate. Create is not idempotent at Replicate, so a create is recorded before it is sent,
+/// and an attempt whose create outcome is unknown is looked up (by the task and attempt in its webhook URL) instead of
+/// being sent again.
+struct Dispatcher: Sendable {
+    let configuration: ReelayConfiguration
+    let store: TaskStore
+    let bus: MessageBus
+    let replicate: ReplicateClient
+    let logger: Logger
+
+    func handle(_ delivery: AMQPDelivery) async throws {
+        let command = try delivery.decode(PredictionCommand.self)
+        switch command.action {
+        case .create: try await self.create(command)
+        case .cancel: try await self.cancel(command)
+        case .get: try await self.reconcile(command)
+        }
+    }
+
+    // MARK: create
+
+    private func create(_ command: PredictionCommand) async throws {
+        guard let task = try await self.store.beginCreate(
+            taskID: command.taskID, attempt: command.attempt, lease: self.configuration.dispatchLease)
+        else {
+            // Stale command, or a create already attempted for this attempt (a redelivery after a crash): never create
+            // twice; find out what happened instead.
+            if let task = try await self.store.task(id: command.taskID), task.status == .dispatching, task.attempt == command.attempt {
+                try await self.reconcile(command)
+            }
+            return
+        }
+        var metadata: Logger.Metadata = ["task.id": "\(task.id)", "task.attempt": "\(task.attempt)"]
+        if task.cancelRequestedAt != nil {
+            try await self.finish(task, to: .canceled, reason: "canceled before it reached Replicate", message: "Canceled by the user")
+            return
+        }
+        let input = self.modelInput(for: task)
+        let webhook = WebhookURL.make(base: self.configuration.webhookPublicURL, taskID: task.id, attempt: task.attempt)
+        let outcome = await self.replicate.create(
+            model: self.configuration.replicateModel, input: input, webhook: webhook, events: ["start", "completed"])
+        switch outcome {
+        case .prediction(let prediction):
+            metadata["prediction.id"] = "\(prediction.id)"
+            self.logger.info("prediction created", metadata: metadata)
+            try await self.recordCreated(task: task, predictionID: prediction.id)
+        case .refused(let failure, let status):
+            try await self.refused(task: task, failure: failure, status: status)
+        case .unreachable(let reason, let mayHaveBeenSent):
+            if mayHaveBeenSent {
+                self.logger.warning("create outcome unknown; reconciling", metadata: metadata.merging(["error": "\(reason)"]) { $1 })
+                try await self.reconcile(command)
+            } else {
+                try await self.retry(task, reason: "Replicate could not be reached (\(reason))")
+            }
+        }
+    }
+
+    /// The model's input: the user's extra keys, then the prompt and the image under the configured field name.
+    func modelInput(for task: TaskRecord) -> [String: Any] {
+        var input: [String: Any] = [:]
+        if let json = task.modelInputJSON, let data = json.data(using: .utf8),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        {
+            input = object
+        }
+        input["prompt"] = task.prompt
+        input[self.configuration.replicateImageInput] = task.inputImageURL
+        return input
+    }
+
+    private func recordCreated(task: TaskRecord, predictionID: String) async throws {
+        if let updated = try await self.store.transition(
+            taskID: task.id, attempt: task.attempt, from: [.dispatching], to: .processing, reason: "prediction \(predictionID) created",
+            changes: TaskChanges(replicateTaskID: predictionID))
+        {
+            try await self.publishEvent(updated, reason: "prediction created")
+            if updated.cancelRequestedAt != nil {
+                try await self.bus.publish(PredictionCommand(action: .cancel, taskID: task.id, attempt: task.attempt))
+            }
+        }
+        // nil: the terminal webhook overtook us and the task is already finished; nothing to do.
+    }
+
+    private func refused(task: TaskRecord, failure: ReplicateOutcomeClass, status: Int) async throws {
+        switch failure {
+        case .success:
+            return
+        case .permanent(let message):
+            if failure.needsAlert {
+                self.logger.critical(
+                    "Replicate refused the account (\(status)); every create will fail until this is fixed",
+                    metadata: ["task.id": "\(task.id)"])
+            }
+            try await self.finish(task, to: .failed, reason: "Replicate refused the create (\(status))", message: message)
+        case .rateLimited(let retryAfter):
+            // Not created: safe to try again later.
+            let wait = retryAfter.map { " (resets in \($0.seconds) s)" } ?? ""
+            try await self.retry(task, reason: "Replicate rate limit\(wait)")
+        case .transient(let message):
+            // A 5xx on create is ambiguous: the prediction may exist. Look before trying again.
+            self.logger.warning(
+                "create answered \(status); reconciling", metadata: ["task.id": "\(task.id)", "error": "\(message)"])
+            try await self.reconcile(PredictionCommand(action: .get, taskID: task.id, attempt: task.attempt), fallbackReason: message)
+        }
+    }
+
+    // MARK: cancel
+
+    private func cancel(_ command: PredictionCommand) async throws {
+        guard let task = try await self.store.task(id: command.taskID), task.attempt == command.attempt, task.status.holdsSlot,
+            let predictionID = task.replicateTaskID
+        else { return }
+        switch await self.replicate.cancel(predictionID: predictionID) {
+        case .prediction(let prediction):
+            self.logger.info("cancel sent", metadata: ["task.id": "\(task.id)", "prediction.id": "\(predictionID)"])
+            if prediction.status.isTerminal {
+                try await self.forward(prediction, task: task, source: "cancel")
+            }
+        case .refused(let failure, let status):
+            self.logger.warning("cancel refused", metadata: ["task.id": "\(task.id)", "status": "\(status)", "error": "\(failure)"])
+        case .unreachable(let reason, _):
+            throw DispatchError("cancel of \(predictionID) failed: \(reason)")
+        }
+    }
+
+    // MARK: reconcile
+
+    /// Finds out what became of an attempt: by its prediction id when known, else by listing recent predictions and
+    /// matching the task and attempt in their webhook URLs. A terminal answer goes to the finalizer exactly as a webhook
+    /// would; an attempt with no prediction at all is retried.
+    private func reconcile(_ command: PredictionCommand, fallbackReason: String? = nil) async throws {
+        guard let task = try await self.store.task(id: command.taskID), task.attempt == command.attempt, task.status.holdsSlot else {
+            return
+        }
+        var prediction: ReplicatePrediction?
+        if let predictionID = task.replicateTaskID {
+            switch await self.replicate.get(predictionID: predictionID) {
+            case .prediction(let found): prediction = found
+            case .refused(let failure, let status):
+                throw DispatchError("get \(predictionID) answered \(status): \(failure)")
+            case .unreachable(let reason, _):
+                throw DispatchError("get \(predictionID) failed: \(reason)")
+            }
+        } else {
+            prediction = try await self.findPrediction(taskID: task.id, attempt: task.attempt)
+        }
+        guard let prediction else {
+            if task.status == .dispatching {
+                try await self.retry(task, reason: fallbackReason ?? "the create never reached Replicate")
+            }
+            return
+        }
+        if task.status == .dispatching {
+            try await self.recordCreated(task: task, predictionID: prediction.id)
+        }
+        if prediction.status.isTerminal {
+            try await self.forward(prediction, task: task, source: "reconcile")
+        } else {
+            try await self.store.touch(taskID: task.id, attempt: task.attempt)
+        }
+    }
+
+    private func findPrediction(taskID: UUID, attempt: Int) async throws -> ReplicatePrediction? {
+        var next: String? = nil
+        for _ in 0..<5 {
+            guard let page = await self.replicate.list(url: next) else {
+                throw DispatchError("listing predictions failed; will try again")
+            }
+            if let match = page.predictions.first(where: { prediction in
+                guard let webhook = prediction.webhook, let found = WebhookURL.parse(webhook) else { return false }
+                return found.taskID == taskID && found.attempt == attempt
+            }) {
+                return match
+            }
+            guard let more = page.next else { return nil }
+            next = more
+        }
+        return nil
+    }
+
+    /// Hands a terminal prediction to the webhook finalizer, as if Replicate's webhook had arrived.
+    private func forward(_ prediction: ReplicatePrediction, task: TaskRecord, source: String) async throws {
+        let body = (try? JSONEncoder().encode(prediction)).flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
+        try await self.bus.publish(
+            PredictionWebhookCommand(
+                taskID: task.id, attempt: task.attempt, webhookID: "\(source)-\(prediction.id)-\(prediction.status.rawValue)",
+                receivedAt: Date(), body: body))
+    }
+
+    // MARK: outcomes
+
+    private func retry(_ task: TaskRecord, reason: String) async throws {
+        if let updated = try await self.store.retryOrFail(
+            taskID: task.id, attempt: task.attempt, from: [.dispatching], reason: reason, maxRetries: self.configuration.maxRetries,
+            backoff: self.configuration.retryBackoff)
+        {
+            self.logger.notice("attempt failed", metadata: ["task.id": "\(task.id)", "status": "\(updated.status)", "reason": "\(reason)"])
+            try await self.publishEvent(updated, reason: reason)
+        }
+    }
+
+    private func finish(_ task: TaskRecord, to status: TaskStatus, reason: String, message: String) async throws {
+        if let updated = try await self.store.transition(
+            taskID: task.id, attempt: task.attempt, from: [.dispatching], to: status, reason: reason,
+            changes: TaskChanges(errorMessage: message))
+        {
+            try await self.publishEvent(updated, reason: reason)
+        }
+    }
+
+    private func publishEvent(_ task: TaskRecord, reason: String) async throws {
+        try await self.bus.publish(TaskEvent(taskID: task.id, userID: task.userID, status: task.status, attempt: task.attempt, reason: reason))
+    }
+}
+
+struct DispatchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

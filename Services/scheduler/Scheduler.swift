@@ -1,0 +1,195 @@
+import Foundation
+import Logging
+import ReelayAMQP
+import ReelayConfig
+import ReelayCore
+import ReelayMessaging
+import ReelayService
+import ReelayStore
+
+/// Admission, priority and slots. Every decision is made in PostgreSQL under an advisory lock, so any number of scheduler
+/// replicas stay correct; this type only decides when to ask and what to publish afterwards.
+struct Scheduler: Sendable {
+    let configuration: ReelayConfiguration
+    let store: TaskStore
+    let bus: MessageBus
+    let logger: Logger
+    let admissions: AdmissionBatcher
+    let passes: PassTrigger
+
+    init(configuration: ReelayConfiguration, store: TaskStore, bus: MessageBus, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.bus = bus
+        self.logger = logger
+        self.admissions = AdmissionBatcher(store: store, limits: configuration.limits, model: configuration.replicateModel.identifier)
+        let pass = SchedulingPass(configuration: configuration, store: store, bus: bus, logger: logger)
+        self.passes = PassTrigger { try await pass.run() }
+    }
+
+    /// A submission from the gateway: admit (batched with its neighbours into one transaction), reply, fill slots.
+    func handleSubmit(_ delivery: AMQPDelivery) async throws {
+        let command = try delivery.decode(SubmitTaskCommand.self)
+        let result = try await self.admissions.admit(
+            Submission(
+                taskID: command.taskID, userID: command.userID, prompt: command.prompt, inputImageURL: command.inputImageURL,
+                inputJSON: command.inputJSON, idempotencyKey: command.idempotencyKey, submittedAt: command.submittedAt))
+        let verdict: AdmissionVerdict
+        if result.duplicate {
+            verdict = AdmissionVerdict(taskID: result.taskID, outcome: .duplicate, httpStatus: 202, message: nil)
+        } else if result.decision == .admit {
+            verdict = AdmissionVerdict(taskID: result.taskID, outcome: .admitted, httpStatus: 202, message: nil)
+        } else {
+            verdict = AdmissionVerdict(
+                taskID: result.taskID, outcome: .rejected, httpStatus: result.decision.httpStatus, message: result.decision.message)
+        }
+        self.logger.debug(
+            "admission verdict", metadata: ["task.id": "\(result.taskID)", "verdict": "\(verdict.outcome.rawValue)"])
+        if let replyTo = delivery.properties.replyTo {
+            do {
+                try await self.bus.reply(verdict, to: replyTo, correlationID: delivery.properties.correlationID)
+            } catch {
+                // The gateway has answered "submitted" by now; the row is the truth and the user can read it.
+                self.logger.warning("could not send the verdict", metadata: ["task.id": "\(result.taskID)", "error": "\(error)"])
+            }
+        }
+        if verdict.outcome == .admitted {
+            await self.passes.trigger()
+        }
+    }
+
+    /// Task events (a slot freed, a retry due) and control commands (cancel).
+    func handleEventOrControl(_ delivery: AMQPDelivery) async throws {
+        if delivery.queue == Topology.Queue.control {
+            let command = try delivery.decode(CancelTaskCommand.self)
+            guard let task = try await self.store.task(id: command.taskID) else { return }
+            if task.status.holdsSlot && task.cancelRequestedAt != nil {
+                try await self.bus.publish(PredictionCommand(action: .cancel, taskID: task.id, attempt: task.attempt))
+            }
+            return
+        }
+        let event = try delivery.decode(TaskEvent.self)
+        // Anything that is not a move into a slot may have freed one or queued work.
+        if event.status != .dispatching && event.status != .processing {
+            await self.passes.trigger()
+        }
+    }
+
+    /// The periodic tick: a pass (retries whose backoff ran out, anything a lost message would have triggered), then
+    /// the sweeps for expired leases and silent predictions.
+    func tick() async throws {
+        await self.passes.trigger()
+        for task in try await self.store.expiredLeases() {
+            guard try await self.store.extendLease(taskID: task.id, attempt: task.attempt, by: self.configuration.dispatchLease) else {
+                continue
+            }
+            // No create was attempted: the command was lost or its dispatcher died first; sending it again is safe.
+            // A create was attempted: its outcome is unknown; the dispatcher looks for the prediction before anything else.
+            let action: PredictionCommand.Action = task.createAttemptedAt == nil ? .create : .get
+            self.logger.notice(
+                "lease expired", metadata: ["task.id": "\(task.id)", "task.attempt": "\(task.attempt)", "action": "\(action.rawValue)"])
+            try await self.bus.publish(PredictionCommand(action: action, taskID: task.id, attempt: task.attempt))
+        }
+        for task in try await self.store.staleProcessing(after: self.configuration.processingReconcileAfter) {
+            try await self.store.touch(taskID: task.id, attempt: task.attempt)
+            self.logger.notice("no webhook yet; reconciling", metadata: ["task.id": "\(task.id)", "task.attempt": "\(task.attempt)"])
+            try await self.bus.publish(PredictionCommand(action: .get, taskID: task.id, attempt: task.attempt))
+        }
+    }
+}
+
+/// Fills free slots, then tells the dispatchers. A create command lost after the commit is re-sent by the lease sweep.
+struct SchedulingPass: Sendable {
+    let configuration: ReelayConfiguration
+    let store: TaskStore
+    let bus: MessageBus
+    let logger: Logger
+
+    func run() async throws {
+        let claimed = try await self.store.claimForDispatch(
+            maxConcurrent: self.configuration.maxConcurrentTasks, lease: self.configuration.dispatchLease,
+            agingSeconds: self.configuration.priorityAgingSeconds)
+        for task in claimed {
+            self.logger.info(
+                "dispatching",
+                metadata: ["task.id": "\(task.id)", "task.attempt": "\(task.attempt)", "task.priority": "\(task.priority)"])
+            try await self.bus.publish(PredictionCommand(action: .create, taskID: task.id, attempt: task.attempt))
+            try await self.bus.publish(
+                TaskEvent(taskID: task.id, userID: task.userID, status: .dispatching, attempt: task.attempt, reason: "slot granted"))
+        }
+    }
+}
+
+/// Coalesces requests for a scheduling pass: at most one runs at a time, and a request that arrives during a pass
+/// causes exactly one more pass after it.
+actor PassTrigger {
+    private let pass: @Sendable () async throws -> Void
+    private var running = false
+    private var again = false
+
+    init(pass: @escaping @Sendable () async throws -> Void) {
+        self.pass = pass
+    }
+
+    func trigger() async {
+        if self.running {
+            self.again = true
+            return
+        }
+        self.running = true
+        repeat {
+            self.again = false
+            do {
+                try await self.pass()
+            } catch {
+                // The periodic tick tries again.
+                Logger(label: "reelay.scheduler").warning("scheduling pass failed", metadata: ["error": "\(error)"])
+            }
+        } while self.again
+        self.running = false
+    }
+}
+
+/// Gathers submissions that arrive while a batch commits into the next batch: one transaction admits many.
+actor AdmissionBatcher {
+    private let store: TaskStore
+    private let limits: AdmissionLimits
+    private let model: String
+    private var waiting: [(Submission, CheckedContinuation<AdmissionResult, any Error>)] = []
+    private var flushing = false
+    private static let maxBatch = 200
+
+    init(store: TaskStore, limits: AdmissionLimits, model: String) {
+        self.store = store
+        self.limits = limits
+        self.model = model
+    }
+
+    func admit(_ submission: Submission) async throws -> AdmissionResult {
+        try await withCheckedThrowingContinuation { continuation in
+            self.waiting.append((submission, continuation))
+            if !self.flushing {
+                self.flushing = true
+                Task { await self.flush() }
+            }
+        }
+    }
+
+    private func flush() async {
+        while !self.waiting.isEmpty {
+            let batch = Array(self.waiting.prefix(Self.maxBatch))
+            self.waiting.removeFirst(batch.count)
+            do {
+                let results = try await self.store.admit(batch.map(\.0), limits: self.limits, model: self.model)
+                for ((_, continuation), result) in zip(batch, results) {
+                    continuation.resume(returning: result)
+                }
+            } catch {
+                for (_, continuation) in batch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+        self.flushing = false
+    }
+}

@@ -1,1 +1,0 @@
-// ReelayAMQP: placeholder until its first file lands.

@@ -1,1 +1,0 @@
-// ReelayConfig: placeholder until its first file lands.

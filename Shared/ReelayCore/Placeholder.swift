@@ -1,1 +1,0 @@
-// ReelayCore: placeholder until its first file lands.

@@ -1,1 +1,0 @@
-// ReelayHTTPClient: placeholder until its first file lands.

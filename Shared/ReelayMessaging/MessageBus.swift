@@ -1,0 +1,25 @@
+import Logging
+import ReelayAMQP
+
+/// Publishes Reelay's messages with publisher confirms.
+public struct MessageBus: Sendable {
+    public let publisher: AMQPPublisher
+
+    public init(publisher: AMQPPublisher) {
+        self.publisher = publisher
+    }
+
+    /// Returns once the broker confirmed the message.
+    public func publish<M: BusMessage>(_ message: M, properties: AMQPProperties = AMQPProperties()) async throws {
+        try await self.publisher.publish(
+            exchange: M.exchange, routingKey: message.routingKey, body: MessageCodec.encode(message), properties: properties)
+    }
+
+    /// Sends a verdict straight to a reply queue (the default exchange routes by queue name).
+    public func reply(_ verdict: AdmissionVerdict, to queue: String, correlationID: String?) async throws {
+        var properties = AMQPProperties()
+        properties.correlationID = correlationID
+        properties.persistent = false
+        try await self.publisher.publish(exchange: "", routingKey: queue, body: MessageCodec.encode(verdict), properties: properties)
+    }
+}

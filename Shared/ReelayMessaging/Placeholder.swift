@@ -1,1 +1,0 @@
-// ReelayMessaging: placeholder until its first file lands.

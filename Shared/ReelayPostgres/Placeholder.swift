@@ -1,1 +1,0 @@
-// ReelayPostgres: placeholder until its first file lands.

@@ -1,1 +1,0 @@
-// ReelayService: placeholder until its first file lands.

@@ -1,1 +1,0 @@
-// ReelayStore: placeholder until its first file lands.
