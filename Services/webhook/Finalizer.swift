@@ -129,7 +129,7 @@ struct Finalizer: Sendable {
     private func seen(_ command: PredictionWebhookCommand, _ prediction: ReplicatePrediction) async throws {
         try await self.store.recordWebhook(
             command.webhookID, taskID: command.taskID, attempt: command.attempt, predictionID: prediction.id,
-            status: prediction.status.rawValue)
+            status: prediction.status.rawValue, receivedAt: command.receivedAt)
     }
 }
 

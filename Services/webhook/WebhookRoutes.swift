@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import ReelayCore
@@ -28,13 +29,9 @@ struct WebhookRoutes: Sendable {
         }
         let body = Array(buffer.readableBytesView)
         let id = request.headers[HTTPField.Name("webhook-id")!]
-        do {
-            try self.verifier.verify(
-                id: id, timestamp: request.headers[HTTPField.Name("webhook-timestamp")!],
-                signatureHeader: request.headers[HTTPField.Name("webhook-signature")!], body: body, now: Date())
-        } catch {
-            self.logger.warning("webhook rejected", metadata: ["webhook.id": "\(id ?? "-")", "reason": "\(error.code.rawValue)"])
-            throw Problem(.unauthorized, title: "Invalid signature", detail: error.description)
+        if let failure = self.verificationFailure(request, body: body) {
+            self.logger.warning("webhook rejected", metadata: ["webhook.id": "\(id ?? "-")", "reason": "\(failure.code.rawValue)"])
+            throw Problem(.unauthorized, title: "Invalid signature", detail: failure.description)
         }
         guard let id, let text = String(validating: body, as: UTF8.self) else {
             throw Problem(.badRequest, title: "Bad body", detail: "The webhook body must be UTF-8 JSON.")
@@ -50,5 +47,16 @@ struct WebhookRoutes: Sendable {
         }
         self.logger.debug("webhook accepted", metadata: ["webhook.id": "\(id)", "task.id": "\(target?.taskID.uuidString ?? "-")"])
         return JSONResponse.make(.ok, ["accepted": true])
+    }
+
+    private func verificationFailure(_ request: Request, body: [UInt8]) -> WebhookVerificationError? {
+        do {
+            try self.verifier.verify(
+                id: request.headers[HTTPField.Name("webhook-id")!], timestamp: request.headers[HTTPField.Name("webhook-timestamp")!],
+                signatureHeader: request.headers[HTTPField.Name("webhook-signature")!], body: body, now: Date())
+            return nil
+        } catch {
+            return error
+        }
     }
 }

@@ -175,6 +175,30 @@ final class AMQPConnection {
         try self.checkReply(doing: "cancel consumer")
     }
 
+    // MARK: Administration (tests and tools)
+
+    /// Deletes a queue (unconditionally).
+    func deleteQueue(_ name: String) throws {
+        let arena = CArena()
+        _ = amqp_queue_delete(self.state, Self.channel, arena.bytes(name), 0, 0)
+        try self.checkReply(doing: "delete queue \(name)")
+    }
+
+    /// Deletes an exchange (unconditionally).
+    func deleteExchange(_ name: String) throws {
+        let arena = CArena()
+        _ = amqp_exchange_delete(self.state, Self.channel, arena.bytes(name), 0)
+        try self.checkReply(doing: "delete exchange \(name)")
+    }
+
+    /// The number of ready messages in a queue (passive declare; a missing queue closes the channel with 404).
+    func messageCount(queue: String) throws -> UInt32 {
+        let arena = CArena()
+        let ok = amqp_queue_declare(self.state, Self.channel, arena.bytes(queue), 1, 0, 0, 0, amqp_table_t(num_entries: 0, entries: nil))
+        try self.checkReply(doing: "inspect queue \(queue)")
+        return ok?.pointee.message_count ?? 0
+    }
+
     // MARK: Messages
 
     /// Sends one message (no mandatory flag); the confirm arrives later as an `AMQPFrame.ack` / `.nack`.

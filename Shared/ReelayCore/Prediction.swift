@@ -103,6 +103,7 @@ public struct PredictionDecodingError: Error, Sendable, Equatable, CustomStringC
 }
 
 /// A prediction's status; statuses Replicate may add later are kept as `unknown` and treated as not terminal.
+/// Equality compares raw values (RawRepresentable), the spelling on the wire.
 public enum PredictionStatus: Sendable, Codable, Equatable, RawRepresentable {
     case starting, processing, succeeded, failed, canceled, aborted, unknown(String)
 

@@ -47,6 +47,7 @@ public final class PostgresPool: Sendable {
 
     /// Checks a connection out (waits FIFO when all are busy), runs body, checks it back in. A connection that broke
     /// (or was lost while idle) is closed and replaced on the next checkout, so the pool rides out a server restart.
+    @discardableResult
     public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         let connection = try await self.checkout()
         let result: T
@@ -62,6 +63,7 @@ public final class PostgresPool: Sendable {
 
     /// BEGIN / body / COMMIT; ROLLBACK on error. Runs the whole body again, up to `transactionRetries` times, on
     /// serialization failure (40001) or deadlock (40P01): the body must not have effects outside the database.
+    @discardableResult
     public func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         var retries = 0
         while true {

@@ -358,14 +358,16 @@ public struct TaskStore: Sendable {
     }
 
     /// Records a delivery as applied. Idempotent.
-    public func recordWebhook(_ webhookID: String, taskID: UUID?, attempt: Int?, predictionID: String, status: String) async throws {
+    public func recordWebhook(
+        _ webhookID: String, taskID: UUID?, attempt: Int?, predictionID: String, status: String, receivedAt: Date
+    ) async throws {
         _ = try await self.pool.withConnection { connection in
             try await connection.query(
                 """
-                INSERT INTO webhook_deliveries (webhook_id, task_id, attempt, prediction_id, prediction_status)
-                VALUES ($1, $2, $3, $4, $5) ON CONFLICT (webhook_id) DO NOTHING
+                INSERT INTO webhook_deliveries (webhook_id, task_id, attempt, prediction_id, prediction_status, received_at)
+                VALUES ($1, $2, $3, $4, $5, $6::timestamptz) ON CONFLICT (webhook_id) DO NOTHING
                 """,
-                [webhookID, taskID?.uuidString, attempt.map(String.init), predictionID, status])
+                [webhookID, taskID?.uuidString, attempt.map(String.init), predictionID, status, PostgresFormat.timestamp(receivedAt)])
         }
     }
 

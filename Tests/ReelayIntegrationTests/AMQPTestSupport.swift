@@ -1,0 +1,220 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+@testable import ReelayAMQP
+
+/// Broker settings and helpers for the AMQP integration tests (broker from `scripts/servers.sh up test`).
+enum AMQPTestSupport {
+    static var url: AMQPURL {
+        get throws {
+            try AMQPURL(ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f")
+        }
+    }
+
+    /// The broker's Erlang node, for rabbitmqctl.
+    static var node: String {
+        ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "rabbit-test@localhost"
+    }
+
+    static func logger(_ label: String) -> Logger {
+        var logger = Logger(label: "amqp-test.\(label)")
+        logger.logLevel = .notice
+        return logger
+    }
+
+    /// A name no other test (or test run) uses.
+    static func unique(_ role: String) -> String {
+        "amqp-test.\(role).\(UUID().uuidString.lowercased())"
+    }
+
+    /// Runs blocking librabbitmq work on a thread of its own, never on the cooperative pool.
+    static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(with: Result { try body() })
+            }
+            thread.start()
+        }
+    }
+
+    /// Runs `body` on a fresh admin connection (on its own thread).
+    static func admin<T: Sendable>(_ body: @escaping @Sendable (AMQPConnection) throws -> T) async throws -> T {
+        let url = try self.url
+        return try await self.onThread {
+            let connection = try AMQPConnection(url: url, name: "amqp-test-admin")
+            defer { connection.close() }
+            return try body(connection)
+        }
+    }
+
+    /// Ready messages in `queue`.
+    static func messageCount(_ queue: String) async throws -> UInt32 {
+        try await self.admin { try $0.messageCount(queue: queue) }
+    }
+
+    /// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
+    static func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if try await condition() {
+                return true
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return try await condition()
+    }
+
+    /// Runs `rabbitmqctl -n <node> <arguments>`; returns its exit status.
+    @discardableResult
+    static func rabbitmqctl(_ arguments: String...) async throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["rabbitmqctl", "-q", "-n", self.node] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
+            process.terminationHandler = { process in
+                continuation.resume(returning: process.terminationStatus)
+            }
+            do {
+                try process.run()
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    /// Creates clients and names for one test, and always shuts the clients down (first) and deletes what the test created.
+    static func withContext<T: Sendable>(_ body: (AMQPTestContext) async throws -> T) async throws -> T {
+        let context = AMQPTestContext()
+        do {
+            let result = try await body(context)
+            await context.tearDown()
+            return result
+        } catch {
+            await context.tearDown()
+            throw error
+        }
+    }
+}
+
+/// What one test created; torn down by `AMQPTestSupport.withContext`.
+final class AMQPTestContext: Sendable {
+    private struct Registry {
+        var publishers: [AMQPPublisher] = []
+        var consumers: [AMQPConsumer] = []
+        var queues: [String] = []
+        var exchanges: [String] = []
+    }
+
+    private let registry = Mutex(Registry())
+
+    /// A unique queue name, deleted at teardown.
+    func queue(_ role: String) -> String {
+        let name = AMQPTestSupport.unique(role)
+        self.registry.withLock { $0.queues.append(name) }
+        return name
+    }
+
+    /// A unique exchange name, deleted at teardown.
+    func exchange(_ role: String) -> String {
+        let name = AMQPTestSupport.unique(role)
+        self.registry.withLock { $0.exchanges.append(name) }
+        return name
+    }
+
+    /// A started publisher, shut down at teardown.
+    func publisher(_ topology: AMQPTopology, url: AMQPURL? = nil, name: String = "publisher") throws -> AMQPPublisher {
+        let publisher = AMQPPublisher(
+            url: try url ?? AMQPTestSupport.url, topology: topology, name: "amqp-test-\(name)", logger: AMQPTestSupport.logger(name))
+        publisher.start()
+        self.registry.withLock { $0.publishers.append(publisher) }
+        return publisher
+    }
+
+    /// A started consumer, shut down at teardown.
+    func consumer(_ topology: AMQPTopology, queues: [String], prefetch: UInt16 = 10, name: String = "consumer") throws -> AMQPConsumer {
+        let consumer = AMQPConsumer(
+            url: try AMQPTestSupport.url, topology: topology, queues: queues, prefetch: prefetch, name: "amqp-test-\(name)",
+            logger: AMQPTestSupport.logger(name))
+        consumer.start()
+        self.registry.withLock { $0.consumers.append(consumer) }
+        return consumer
+    }
+
+    func tearDown() async {
+        let registry = self.registry.withLock { registry in
+            defer { registry = Registry() }
+            return registry
+        }
+        // Clients first: a live consumer would redeclare a deleted queue on its reconnect.
+        for publisher in registry.publishers {
+            await publisher.shutdown()
+        }
+        for consumer in registry.consumers {
+            await consumer.shutdown()
+        }
+        let queues = registry.queues
+        let exchanges = registry.exchanges
+        _ = try? await AMQPTestSupport.admin { connection in
+            for queue in queues {
+                try? connection.deleteQueue(queue)
+            }
+            for exchange in exchanges {
+                try? connection.deleteExchange(exchange)
+            }
+        }
+    }
+}
+
+/// Collects a consumer's deliveries as they arrive.
+actor AMQPDeliveryCollector {
+    private(set) var deliveries: [AMQPDelivery] = []
+    private var task: Task<Void, Never>?
+
+    static func start(_ consumer: AMQPConsumer) async -> AMQPDeliveryCollector {
+        let collector = AMQPDeliveryCollector()
+        await collector.listen(to: consumer)
+        return collector
+    }
+
+    private func listen(to consumer: AMQPConsumer) {
+        self.task = Task {
+            for await delivery in consumer.deliveries {
+                await self.append(delivery)
+            }
+        }
+    }
+
+    private func append(_ delivery: AMQPDelivery) {
+        self.deliveries.append(delivery)
+    }
+
+    var count: Int { self.deliveries.count }
+
+    /// Waits until at least `count` deliveries arrived (or `timeout`); returns all so far.
+    func waitFor(count: Int, timeout: Duration = .seconds(15)) async -> [AMQPDelivery] {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while self.deliveries.count < count && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return self.deliveries
+    }
+
+    /// Waits until a delivery matching `predicate` arrived (or `timeout`).
+    func waitFor(timeout: Duration = .seconds(15), _ predicate: (AMQPDelivery) -> Bool) async -> AMQPDelivery? {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if let match = self.deliveries.first(where: predicate) {
+                return match
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return self.deliveries.first(where: predicate)
+    }
+}
+
+extension AMQPDelivery {
+    var amqpTestText: String { String(decoding: self.body, as: UTF8.self) }
+}
