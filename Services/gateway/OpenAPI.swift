@@ -2,20 +2,33 @@
 ///
 /// Hand-written next to the routes it describes: change both together.
 enum OpenAPIDocument {
+    // Long descriptions live here so the document's lines stay short; they contain no characters JSON would escape.
+    private static let infoDescription =
+        "Submit image-to-video tasks, follow them, cancel them and download their videos. Users authenticate with "
+        + "'Authorization: Bearer <api key>' (an operator creates keys with 'reelay keys create --user <uuid> --tier "
+        + "free|pro|premium'); operators with QUEUE_PROCESSOR_TOKEN. Every error is application/problem+json."
+    private static let submitDescription =
+        "Validates the submission, hands it to the scheduler and waits up to ADMISSION_TIMEOUT_MS for its verdict. Without a "
+        + "verdict in time the answer is 202 with status 'submitted': the submission is safe and its verdict follows "
+        + "(poll GET /v1/tasks/{id})."
+    private static let cancelDescription =
+        "A pending task is canceled at once; a running one is canceled at Replicate and ends 'canceled' when Replicate "
+        + "confirms. Owner only."
+
     static let json = #"""
         {
           "openapi": "3.1.0",
           "info": {
             "title": "Reelay gateway",
             "version": "1.0.0",
-            "description": "Submit image-to-video tasks, follow them, cancel them and download their videos. Users authenticate with 'Authorization: Bearer <api key>' (an operator creates keys with 'reelay keys create --user <uuid> --tier free|pro|premium'); operators with QUEUE_PROCESSOR_TOKEN. Every error is application/problem+json."
+            "description": "\#(Self.infoDescription)"
           },
           "security": [{"bearer": []}],
           "paths": {
             "/v1/tasks": {
               "post": {
                 "summary": "Submit a task",
-                "description": "Validates the submission, hands it to the scheduler and waits up to ADMISSION_TIMEOUT_MS for its verdict. Without a verdict in time the answer is 202 with status 'submitted': the submission is safe and its verdict follows (poll GET /v1/tasks/{id}).",
+                "description": "\#(Self.submitDescription)",
                 "operationId": "submitTask",
                 "parameters": [
                   {
@@ -97,7 +110,7 @@ enum OpenAPIDocument {
               "parameters": [{"$ref": "#/components/parameters/TaskID"}],
               "post": {
                 "summary": "Cancel a task",
-                "description": "A pending task is canceled at once; a running one is canceled at Replicate and ends 'canceled' when Replicate confirms. Owner only.",
+                "description": "\#(Self.cancelDescription)",
                 "operationId": "cancelTask",
                 "responses": {
                   "202": {"description": "Cancel accepted.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Task"}}}},
@@ -127,7 +140,10 @@ enum OpenAPIDocument {
                 "operationId": "queueStats",
                 "security": [{"opsToken": []}],
                 "responses": {
-                  "200": {"description": "Counts, success rate, wait and run time percentiles.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueueStats"}}}},
+                  "200": {
+                    "description": "Counts, success rate, wait and run time percentiles.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueueStats"}}}
+                  },
                   "401": {"$ref": "#/components/responses/Problem"}
                 }
               }
@@ -177,7 +193,10 @@ enum OpenAPIDocument {
               },
               "Task": {
                 "type": "object",
-                "required": ["id", "status", "prompt", "input_image_url", "output_video_url", "error_message", "priority", "retry_count", "queue_position", "created_at", "updated_at", "started_at", "completed_at"],
+                "required": [
+                  "id", "status", "prompt", "input_image_url", "output_video_url", "error_message", "priority", "retry_count",
+                  "queue_position", "created_at", "updated_at", "started_at", "completed_at"
+                ],
                 "properties": {
                   "id": {"type": "string", "format": "uuid"},
                   "status": {"type": "string", "description": "A Status, or 'submitted' while the admission verdict is pending."},

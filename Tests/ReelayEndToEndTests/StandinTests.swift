@@ -349,6 +349,71 @@ struct StandinTests {
         }
     }
 
+    /// Guards: above STANDIN_CREATE_RATE_PER_MIN creates are refused with 429 and a Retry-After, and not created.
+    @Test func createRateLimitThrottles() async throws {
+        try await self.withStandin("rate", environment: ["STANDIN_CREATE_RATE_PER_MIN": "2"]) { standin in
+            var statuses: [Int] = []
+            for _ in 0..<3 {
+                statuses.append(try await self.create(standin, body: ["input": Self.input]).status)
+            }
+            #expect(statuses == [201, 201, 429])
+            let refused = try await self.create(standin, body: ["input": Self.input])
+            let wait = try #require(refused.header("retry-after").flatMap { Int($0) })
+            #expect((1...60).contains(wait))
+            let stats = try await standin.stats()
+            #expect(stats["creates"].int == 2)
+            #expect(stats["create_attempts"].int == 4)
+            #expect(stats["rate_limited"].int == 2)
+        }
+    }
+
+    /// Guards: create_timeout creates the prediction but withholds the answer, so the client sees a timeout (an ambiguous
+    /// create) while the prediction exists and can be found by listing.
+    @Test func createTimeoutFaultIsAmbiguous() async throws {
+        try await self.withStandin(
+            "fault-timeout", environment: ["STANDIN_FAULT_CREATE_TIMEOUT": "100", "STANDIN_FAULT_TIMEOUT_MS": "3000"]
+        ) { standin in
+            await #expect(throws: (any Error).self) {
+                _ = try await sendJSON(
+                    "POST", standin.apiBaseURL + "/models/\(Self.model)/predictions", token: RunningStandin.token,
+                    body: ["input": Self.input], timeout: .milliseconds(700))
+            }
+            let stats = try await standin.stats()
+            #expect(stats["creates"].int == 1)
+            #expect(stats["withheld_creates"].int == 1)
+            let list = try await sendJSON("GET", standin.apiBaseURL + "/predictions", token: RunningStandin.token)
+            #expect(list.json["results"].array?.count == 1)
+        }
+    }
+
+    /// Guards: webhook_drop never sends the terminal webhook (the reconciler must find the outcome by polling).
+    @Test func dropFaultSendsNoTerminalWebhook() async throws {
+        let receiver = try await WebhookReceiver.start()
+        defer { Task { await receiver.stop() } }
+        try await self.withStandin("fault-drop", environment: ["STANDIN_FAULT_WEBHOOK_DROP": "100"]) { standin in
+            let hookURL = WebhookURL.make(base: receiver.baseURL, taskID: UUID(), attempt: 1)
+            let created = try await self.create(
+                standin, body: ["input": Self.input, "webhook": hookURL, "webhook_events_filter": ["completed"]])
+            let id = try #require(created.json["id"].string)
+            _ = try await self.waitForStatus(standin, id, "succeeded")
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(receiver.requests.isEmpty)
+            #expect(try await standin.stats()["webhooks_dropped"].int == 1)
+        }
+    }
+
+    /// Guards: output_missing succeeds with an output URL that answers 404.
+    @Test func outputMissingFaultServes404() async throws {
+        try await self.withStandin("fault-output", environment: ["STANDIN_FAULT_OUTPUT_MISSING": "100"]) { standin in
+            let created = try await self.create(standin, body: ["input": Self.input])
+            let id = try #require(created.json["id"].string)
+            let succeeded = try await self.waitForStatus(standin, id, "succeeded")
+            let output = try #require(succeeded.json["output"].string)
+            let file = try await testHTTPClient.request(method: "GET", url: output, headers: [], body: nil, timeout: .seconds(5))
+            #expect(file.status == 404)
+        }
+    }
+
     /// Guards: the prediction_fail fault ends the prediction failed with a transient-looking error.
     @Test func predictionFailFaultEndsFailed() async throws {
         try await self.withStandin("fault-fail", environment: ["STANDIN_FAULT_PREDICTION_FAIL": "100"]) { standin in

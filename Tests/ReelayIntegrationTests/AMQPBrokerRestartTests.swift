@@ -78,7 +78,7 @@ extension AMQPIntegrationTests {
                 #expect(texts.filter { $0 == "during" }.count == 1)
                 #expect(texts.filter { $0 == "after" }.count == 1)
                 #expect(consumer.isConnected, "acks on the new channel (and the dropped stale one) keep it open")
-                #expect(await AMQPTestSupport.eventually { try await AMQPTestSupport.messageCount(queue) == 0 })
+                #expect(try await AMQPTestSupport.eventually { try await AMQPTestSupport.messageCount(queue) == 0 })
             }
         }
     }

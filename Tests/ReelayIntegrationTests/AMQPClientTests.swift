@@ -62,7 +62,7 @@ extension AMQPIntegrationTests {
                 #expect(!second.properties.persistent)
                 #expect(second.properties.headers.isEmpty)
                 consumer.ack(second)
-                #expect(await AMQPTestSupport.eventually { try await AMQPTestSupport.messageCount(queue) == 0 })
+                #expect(try await AMQPTestSupport.eventually { try await AMQPTestSupport.messageCount(queue) == 0 })
             }
         }
 
@@ -110,7 +110,7 @@ extension AMQPIntegrationTests {
                 #expect(again.amqpTestText == "only-once-acked")
                 #expect(again.redelivered)
                 second.ack(again)
-                #expect(await AMQPTestSupport.eventually { try await AMQPTestSupport.messageCount(queue) == 0 })
+                #expect(try await AMQPTestSupport.eventually { try await AMQPTestSupport.messageCount(queue) == 0 })
             }
         }
 
@@ -193,7 +193,7 @@ extension AMQPIntegrationTests {
                 #expect(seen.count == total)
                 #expect(seen.values.allSatisfy { $0 == 1 }, "no duplicates")
                 #expect(Set(seen.keys) == Set((0..<total).map { "n-\($0)" }))
-                #expect(await AMQPTestSupport.eventually { try await AMQPTestSupport.messageCount(queue) == 0 })
+                #expect(try await AMQPTestSupport.eventually { try await AMQPTestSupport.messageCount(queue) == 0 })
             }
         }
 
@@ -307,7 +307,10 @@ extension AMQPIntegrationTests {
                 try await AMQPTestSupport.admin { try $0.deleteQueue(queue) }
                 // The consumer reconnects and redeclares the queue (and its binding) from its topology.
                 let reconnected = await AMQPTestSupport.eventually(timeout: .seconds(15)) {
-                    consumer.isConnected && (try? await AMQPTestSupport.messageCount(queue)) != nil
+                    guard consumer.isConnected else {
+                        return false
+                    }
+                    return (try? await AMQPTestSupport.messageCount(queue)) != nil
                 }
                 #expect(reconnected)
                 try await Task.sleep(for: .milliseconds(300))
@@ -320,7 +323,7 @@ extension AMQPIntegrationTests {
                 consumer.ack(old)  // stale: must not ack "new"
                 try await Task.sleep(for: .milliseconds(300))
                 await consumer.shutdown()
-                #expect(await AMQPTestSupport.eventually { try await AMQPTestSupport.messageCount(queue) == 1 })
+                #expect(try await AMQPTestSupport.eventually { try await AMQPTestSupport.messageCount(queue) == 1 })
             }
         }
     }
