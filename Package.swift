@@ -126,6 +126,7 @@ let package = Package(
             name: "ReelayEndToEndTests",
             dependencies: [
                 "ReelayHTTPClient", "ReelayCore", "ReelayPostgres",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

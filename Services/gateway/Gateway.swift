@@ -97,7 +97,8 @@ struct Gateway: Sendable {
             logger.error("publish failed", metadata: ["amqp.routing_key": "\(message.routingKey)", "error": "\(error)"])
             throw Problem(
                 .serviceUnavailable, title: "Broker unavailable",
-                detail: "Broker unavailable, try again in a few seconds.", headers: [.retryAfter: "5"])
+                detail: "Broker unavailable, try again in a few seconds (with the same Idempotency-Key, if you sent one).",
+                headers: [.retryAfter: "5"])
         }
     }
 

@@ -17,13 +17,13 @@ extension Gateway {
     func submit(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let user = try await self.auth.user(request)
         var logger = context.logger
-        logger[metadataKey: "user.id"] = "\(user.id)"
+        logger[metadataKey: "user.id"] = .string(TaskJSON.id(user.id))
         let submission = try await self.readSubmission(request)
 
         let command = SubmitTaskCommand(
             taskID: UUID(), userID: user.id, prompt: submission.prompt, inputImageURL: submission.inputImageURL,
             inputJSON: submission.inputJSON, idempotencyKey: submission.idempotencyKey, submittedAt: Date())
-        logger[metadataKey: "task.id"] = "\(command.taskID)"
+        logger[metadataKey: "task.id"] = .string(TaskJSON.id(command.taskID))
         let correlationID = command.taskID.uuidString
         // Registered before publishing: the verdict may overtake the publish confirm.
         self.waiter.expect(correlationID)
@@ -43,7 +43,9 @@ extension Gateway {
         }
         switch verdict.outcome {
         case .admitted, .duplicate:
-            logger.info("submission \(verdict.outcome.rawValue)", metadata: ["task.admitted_id": "\(verdict.taskID)"])
+            logger.info(
+                "submission accepted",
+                metadata: ["verdict": "\(verdict.outcome.rawValue)", "task.accepted_id": .string(TaskJSON.id(verdict.taskID))])
             guard let task = try await self.tasks.task(id: verdict.taskID) else {
                 // The scheduler replies after its commit, so this means a replica lag or a manual delete: still accepted.
                 let priority = Priority.base(tier: user.tier, retryCount: 0, promptLength: command.prompt.count)
@@ -219,8 +221,8 @@ extension Gateway {
         }
         let task = try await self.visibleTask(context.parameters.get("id"), caller: caller)
         var logger = context.logger
-        logger[metadataKey: "task.id"] = "\(task.id)"
-        logger[metadataKey: "user.id"] = "\(user.id)"
+        logger[metadataKey: "task.id"] = .string(TaskJSON.id(task.id))
+        logger[metadataKey: "user.id"] = .string(TaskJSON.id(user.id))
         if task.status.isTerminal {
             throw Self.alreadyTerminal(task.status)
         }
@@ -275,7 +277,7 @@ extension Gateway {
         do {
             body = try await self.files.loadFile(path: self.storage.path(forKey: key), context: context)
         } catch {
-            context.logger.error("stored video missing", metadata: ["task.id": "\(task.id)", "storage.key": "\(key)"])
+            context.logger.error("stored video missing", metadata: ["task.id": .string(TaskJSON.id(task.id)), "storage.key": "\(key)"])
             throw Problem(
                 .notFound, title: "Video not stored",
                 detail: "The stored video of this task is missing; ask an operator to check the storage folder.")

@@ -128,7 +128,7 @@ extension VerdictWaiter {
         if !self.deliver(verdict, correlationID: correlationID) {
             self.logger.debug(
                 "admission verdict arrived after its request stopped waiting",
-                metadata: ["task.id": "\(verdict.taskID)", "verdict": "\(verdict.outcome.rawValue)"])
+                metadata: ["task.id": .string(TaskJSON.id(verdict.taskID)), "verdict": "\(verdict.outcome.rawValue)"])
         }
     }
 }

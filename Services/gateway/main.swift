@@ -5,7 +5,6 @@ import ReelayMessaging
 import ReelayPostgres
 import ReelayService
 import ReelayStore
-import ServiceLifecycle
 
 // gateway: the public HTTP API. Validates and authenticates submissions, publishes them to the scheduler and waits
 // (bounded) for the verdict on this process's own reply queue; serves tasks, cancels, videos and stats from PostgreSQL.
@@ -39,15 +38,15 @@ let app = Application(
     router: router, configuration: .init(address: .hostname(config.gatewayHost, port: config.gatewayPort), serverName: "reelay-gateway"),
     logger: logger)
 
-// Shutdown runs in reverse order: stop HTTP first, then the reply consumer, then the broker and database connections.
-let services = ServiceGroup(
-    configuration: .init(
-        services: [
-            .init(service: CloseOnShutdown { await pool.shutdown() }),
-            .init(service: CloseOnShutdown { await publisher.shutdown() }),
-            .init(service: ConsumerService(consumer: replies, concurrency: 16, logger: logger) { waiter.handleReply($0) }),
-            .init(service: app),
-        ],
-        gracefulShutdownSignals: [.sigterm, .sigint],
-        logger: logger))
-try await services.run()
+// Shutdown runs in reverse order: HTTP stops first (in-flight requests finish), then the reply consumer, then the broker
+// and database connections.
+try await ServiceRunner.run(
+    [
+        CloseOnShutdown {
+            await publisher.shutdown()
+            await pool.shutdown()
+        },
+        ConsumerService(consumer: replies, concurrency: 16, logger: logger) { waiter.handleReply($0) },
+        app,
+    ],
+    logger: logger)

@@ -43,6 +43,9 @@ enum AMQPConsumeResult {
 /// rabbitmq-c aborts when a connection is used from two threads. Every method may block for up to `rpcTimeout`.
 final class AMQPConnection {
     static let channel: amqp_channel_t = 1
+    /// A connection that lived this long resets the reconnect backoff when it dies; one that the broker kills right
+    /// after setup (e.g. a poison publish, a queue in a bad state) keeps backing off instead of reconnecting in a loop.
+    static let stableAfter: Duration = .seconds(5)
 
     private let state: amqp_connection_state_t
     /// The socket, for poll(2) between library calls.

@@ -193,7 +193,7 @@ public final class AMQPConsumer: Sendable {
             loop.connection = connection
             loop.consumerTags = tags
             loop.generation += 1
-            loop.backoff.reset()
+            loop.connectedAt = ContinuousClock.now
             let generation = loop.generation
             self.state.withLockedValue { state in
                 state.generation = generation
@@ -263,6 +263,10 @@ public final class AMQPConsumer: Sendable {
             state.connected = false
             state.jobs = []
         }
+        if let connectedAt = loop.connectedAt, ContinuousClock.now - connectedAt >= AMQPConnection.stableAfter {
+            loop.backoff.reset()
+        }
+        loop.connectedAt = nil
         let delay = loop.backoff.next()
         loop.nextAttempt = ContinuousClock.now.advanced(by: delay)
         self.logger.warning(
@@ -305,5 +309,7 @@ extension AMQPConsumer {
         var generation: UInt64 = 0
         var backoff = Backoff()
         var nextAttempt = ContinuousClock.now
+        /// When the current connection came up; the backoff restarts only after a connection stayed up a while.
+        var connectedAt: ContinuousClock.Instant?
     }
 }

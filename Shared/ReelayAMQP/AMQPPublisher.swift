@@ -220,7 +220,7 @@ public final class AMQPPublisher: Sendable {
                 throw error
             }
             loop.connection = connection
-            loop.backoff.reset()
+            loop.connectedAt = ContinuousClock.now
             self.state.withLockedValue { $0.connected = true }
             self.logger.info("AMQP publisher connected", metadata: ["amqp.url": .string(self.url.redacted)])
         } catch {
@@ -315,6 +315,10 @@ public final class AMQPPublisher: Sendable {
         for pending in failed {
             pending.continuation.resume(throwing: error)
         }
+        if let connectedAt = loop.connectedAt, ContinuousClock.now - connectedAt >= AMQPConnection.stableAfter {
+            loop.backoff.reset()
+        }
+        loop.connectedAt = nil
         let delay = loop.backoff.next()
         loop.nextAttempt = ContinuousClock.now.advanced(by: delay)
         self.logger.warning(
@@ -368,5 +372,7 @@ extension AMQPPublisher {
         var tracker = ConfirmTracker()
         var backoff = Backoff()
         var nextAttempt = ContinuousClock.now
+        /// When the current connection came up; the backoff restarts only after a connection stayed up a while.
+        var connectedAt: ContinuousClock.Instant?
     }
 }

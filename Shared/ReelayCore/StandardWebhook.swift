@@ -36,7 +36,7 @@ public struct StandardWebhook: Sendable {
             throw WebhookVerificationError(
                 code: .invalidSecret, description: "The webhook secret is not valid: expected whsec_ followed by base64")
         }
-        self.key = Array(encoded.utf8)
+        self.key = key
     }
 
     /// Verifies raw body bytes against the `webhook-id`, `webhook-timestamp` and `webhook-signature` headers.

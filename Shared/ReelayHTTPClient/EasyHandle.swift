@@ -2,9 +2,9 @@ import NIOConcurrencyHelpers
 import ReelayCCurl
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One transfer's parameters.

@@ -5,9 +5,9 @@ import NIOPosix
 import ReelayCCurl
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// curl_global_init, once per process, before the first easy handle (Swift runs a global's initializer exactly once).
@@ -163,6 +163,9 @@ public final class HTTPClient: Sendable {
     private func onWorker<T: Sendable>(
         cancelled: NIOLockedValueBox<Bool>, _ body: @escaping @Sendable (EasyHandle) throws -> T
     ) async throws -> T {
+        guard !self.isShutdown.withLockedValue({ $0 }) else {
+            throw Self.shutDownError
+        }
         do {
             return try await withTaskCancellationHandler {
                 try await self.threadPool.runIfActive {
@@ -174,9 +177,14 @@ public final class HTTPClient: Sendable {
                 cancelled.withLockedValue { $0 = true }
             }
         } catch is NIOThreadPoolError.ThreadPoolInactive {
-            throw HTTPClientError(code: .other, description: "the HTTP client is shut down", mayHaveBeenSent: false)
+            throw Self.shutDownError
+        } catch is CancellationError where !Task.isCancelled {
+            // The pool drops queued work with CancellationError when it stops, not only when the task is cancelled.
+            throw Self.shutDownError
         }
     }
+
+    private static let shutDownError = HTTPClientError(code: .other, description: "the HTTP client is shut down", mayHaveBeenSent: false)
 
     private func takeHandle() throws -> EasyHandle {
         if let handle = self.handles.withLockedValue({ $0.popLast() }) {
@@ -195,9 +203,10 @@ public final class HTTPClient: Sendable {
     /// "Name: value" lines for curl. CR/LF would let a value inject headers, so they are refused.
     private static func headerLines(_ headers: [(String, String)]) throws -> [String] {
         try headers.map { name, value in
-            let forbidden: (Character) -> Bool = { $0 == "\r" || $0 == "\n" }
-            guard !name.isEmpty, !name.contains(where: { forbidden($0) || $0 == ":" || $0 == " " }),
-                !value.contains(where: forbidden)
+            // Checked on bytes: "\r\n" is a single Character, so a Character test would miss it.
+            let forbidden: (UInt8) -> Bool = { $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") || $0 == 0 }
+            guard !name.isEmpty, !name.utf8.contains(where: { forbidden($0) || $0 == UInt8(ascii: ":") || $0 <= 32 }),
+                !value.utf8.contains(where: forbidden)
             else {
                 throw HTTPClientError(code: .other, description: "invalid header \"\(name)\"", mayHaveBeenSent: false)
             }

@@ -3,6 +3,12 @@ import NIOConcurrencyHelpers
 import NIOPosix
 import ReelayCPQ
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// The libpq handle. Touched only by jobs on the owning connection's one-thread `NIOThreadPool`
 /// (and by `deinit`, when no job can exist any more).
 final class PGConnectionHandle: @unchecked Sendable {
@@ -30,6 +36,8 @@ public final class PostgresConnection: Sendable {
     private let handle: PGConnectionHandle
     private let health: NIOLockedValueBox<Health>
     private let logger: Logger
+    /// Outlives the PGconn (PQfinish runs in `close` or `deinit`), so libpq's notice callback can use it.
+    private let notices: PostgresNoticeSink
 
     private init(logger: Logger) {
         self.id = Self.nextID.withLockedValue { value in
@@ -39,6 +47,7 @@ public final class PostgresConnection: Sendable {
         var logger = logger
         logger[metadataKey: "pg.connection"] = "\(self.id)"
         self.logger = logger
+        self.notices = PostgresNoticeSink(logger: logger)
         self.threadPool = NIOThreadPool(numberOfThreads: 1)
         self.threadPool.start()
         self.handle = PGConnectionHandle()
@@ -60,8 +69,9 @@ public final class PostgresConnection: Sendable {
     public static func connect(url: String, name: String, logger: Logger) async throws -> PostgresConnection {
         let connection = PostgresConnection(logger: logger)
         do {
+            let notices = connection.notices
             try await connection.onThread { handle in
-                try Self.open(handle, url: url, name: name)
+                try Self.open(handle, url: url, name: name, notices: notices)
             }
         } catch {
             // PQfinish even after a failed connect (libpq allocated the PGconn).
@@ -126,10 +136,18 @@ public final class PostgresConnection: Sendable {
     /// The socket is non-blocking inside libpq, so this never waits.
     func checkAlive() async -> Bool {
         guard !self.isBroken else { return false }
-        let alive = (try? await self.onThread { handle -> Bool in
-            guard let conn = handle.conn, PQstatus(conn) == CONNECTION_OK else { return false }
-            return PQconsumeInput(conn) != 0 && PQstatus(conn) == CONNECTION_OK
-        }) ?? false
+        let alive =
+            (try? await self.onThread { handle -> Bool in
+                guard let conn = handle.conn, PQstatus(conn) == CONNECTION_OK else { return false }
+                // A terminated backend sends a FATAL message and then closes: the first read takes the message, a later
+                // one sees EOF. An idle healthy socket is not readable, so this loop ends at once.
+                for _ in 0..<8 {
+                    var descriptor = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
+                    guard poll(&descriptor, 1, 0) > 0 else { break }
+                    guard PQconsumeInput(conn) != 0 else { return false }
+                }
+                return PQstatus(conn) == CONNECTION_OK
+            }) ?? false
         if !alive {
             self.health.withLockedValue { $0.isBroken = true }
         }
@@ -159,7 +177,7 @@ public final class PostgresConnection: Sendable {
         }
     }
 
-    private static func open(_ handle: PGConnectionHandle, url: String, name: String) throws {
+    private static func open(_ handle: PGConnectionHandle, url: String, name: String, notices: PostgresNoticeSink) throws {
         // Later keywords override what the URL (expanded from dbname) says: the URL may set its own
         // connect_timeout, but application_name and client_encoding are ours.
         let keywords = ["connect_timeout", "dbname", "application_name", "client_encoding"]
@@ -176,6 +194,8 @@ public final class PostgresConnection: Sendable {
         guard PQstatus(conn) == CONNECTION_OK else {
             throw PostgresError.connection(Self.connectionMessage(conn))
         }
+        // Notices (and the FATAL a terminated backend sends while idle) go to the logger, not to stderr.
+        PQsetNoticeProcessor(conn, postgresNoticeProcessor, Unmanaged.passUnretained(notices).toOpaque())
         let result = PQexec(conn, "SET TIME ZONE 'UTC'; SET DateStyle TO 'ISO, MDY'")
         defer { PQclear(result) }
         guard PQresultStatus(result) == PGRES_COMMAND_OK else {
@@ -292,6 +312,25 @@ public final class PostgresConnection: Sendable {
         }
         return String(text.replacing("\n", with: " "))
     }
+}
+
+/// The logger libpq's notice processor writes to, on the connection's thread.
+final class PostgresNoticeSink: Sendable {
+    let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+}
+
+private let postgresNoticeProcessor: PQnoticeProcessor = { context, message in
+    guard let context, let message else { return }
+    let sink = Unmanaged<PostgresNoticeSink>.fromOpaque(context).takeUnretainedValue()
+    var text = String(cString: message)
+    while text.last?.isWhitespace == true {
+        text.removeLast()
+    }
+    sink.logger.debug("postgres notice", metadata: ["pg.notice": "\(text)"])
 }
 
 /// Hands a running statement's cancel key (PGcancel) to whoever cancels the task.

@@ -107,19 +107,25 @@ public final class PostgresPool: Sendable {
             return true
         }
         // A connect can block its thread for up to connect_timeout; answer on time without waiting for it.
-        let resumed = NIOLockedValueBox(false)
+        let answered = NIOLockedValueBox(false)
+        let claimAnswer: @Sendable () -> Bool = {
+            answered.withLockedValue { answered in
+                defer { answered = true }
+                return !answered
+            }
+        }
         return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             let timer = Task {
                 try? await Task.sleep(for: timeout)
                 work.cancel()
-                if resumed.withLockedValue({ done in defer { done = true }; return !done }) {
+                if claimAnswer() {
                     continuation.resume(returning: false)
                 }
             }
             Task {
                 let ok = (try? await work.value) ?? false
                 timer.cancel()
-                if resumed.withLockedValue({ done in defer { done = true }; return !done }) {
+                if claimAnswer() {
                     continuation.resume(returning: ok)
                 }
             }

@@ -21,9 +21,10 @@ struct StandinTests {
         } catch {
             let tail = standin.process.logTail()
             await standin.stop()
-            throw HarnessError("\(error)\n\(tail)")
+            throw HarnessError("\(error)\n\(tail)\n(logs kept in \(folder))")
         }
         await standin.stop()
+        try? FileManager.default.removeItem(atPath: folder)
     }
 
     func create(
@@ -454,5 +455,6 @@ struct StandinTests {
         #expect(await process.waitForExit(timeout: .seconds(10)))
         #expect(process.exitCode != 0)
         #expect(process.logTail().contains("STANDIN_FAULT_CREATE_500"))
+        try? FileManager.default.removeItem(atPath: folder)
     }
 }

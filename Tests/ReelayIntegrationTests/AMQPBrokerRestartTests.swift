@@ -10,8 +10,9 @@ extension AMQPIntegrationTests {
     @Suite(
         .serialized, .disabled(if: ProcessInfo.processInfo.environment["REELAY_SKIP_BROKER_RESTART"] == "1", "broker restart disabled"))
     struct AMQPBrokerRestartTests {
-        /// Invariants: publisher and consumer reconnect by themselves; nothing confirmed is lost; an unacked delivery comes
-        /// back redelivered; a publish pending during the outage is confirmed and delivered after it; a stale ack is dropped.
+        /// Invariants: publisher and consumer reconnect by themselves; nothing confirmed is lost; publishes in flight when the
+        /// connection dies are republished and confirmed; an unacked delivery comes back redelivered; a publish pending
+        /// during the outage is confirmed and delivered after it; a stale ack is dropped.
         @Test(.timeLimit(.minutes(3)))
         func publisherAndConsumerSurviveABrokerRestart() async throws {
             try await AMQPTestSupport.withContext { context in
@@ -22,7 +23,7 @@ extension AMQPIntegrationTests {
                     bindings: [AMQPBinding(queue: queue, exchange: exchange, routingKey: "rk")])
                 let publisher = try context.publisher(topology)
                 let consumer = try context.consumer(topology, queues: [queue])
-                let collector = await AMQPDeliveryCollector.start(consumer)
+                let collector = await AMQPDeliveryCollector.start(consumer) { $0.amqpTestText.hasPrefix("stream-") }
 
                 // Before: one delivery left unacked, one acked.
                 try await publisher.publish(exchange: exchange, routingKey: "rk", body: Array("unacked".utf8))
@@ -32,6 +33,29 @@ extension AMQPIntegrationTests {
                 consumer.ack(acked)
                 try await Task.sleep(for: .seconds(1))
                 #expect(publisher.isConnected && consumer.isConnected)
+
+                // A steady stream of concurrent publishes, so some are sent but unconfirmed when the broker goes away.
+                let streamed = Mutex<Set<String>>([])
+                let streaming = Mutex(true)
+                let stream = Task {
+                    var batch = 0
+                    while streaming.withLock({ $0 }) {
+                        try await withThrowingTaskGroup(of: String.self) { group in
+                            for index in 0..<10 {
+                                let text = "stream-\(batch)-\(index)"
+                                group.addTask {
+                                    try await publisher.publish(exchange: exchange, routingKey: "rk", body: Array(text.utf8), timeout: .seconds(90))
+                                    return text
+                                }
+                            }
+                            for try await text in group {
+                                streamed.withLock { _ = $0.insert(text) }
+                            }
+                        }
+                        batch += 1
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                }
 
                 let pendingDone = Mutex(false)
                 do {
@@ -53,8 +77,13 @@ extension AMQPIntegrationTests {
                     try await pending.value
                 } catch {
                     _ = try? await AMQPTestSupport.rabbitmqctl("start_app")
+                    streaming.withLock { $0 = false }
                     throw error
                 }
+                streaming.withLock { $0 = false }
+                try await stream.value
+                let confirmed = streamed.withLock { $0 }
+                #expect(confirmed.count >= 10, "the stream published across the restart")
                 #expect(pendingDone.withLock { $0 })
                 try await publisher.publish(exchange: exchange, routingKey: "rk", body: Array("after".utf8), timeout: .seconds(60))
 
@@ -66,6 +95,11 @@ extension AMQPIntegrationTests {
                 #expect(redelivered.redelivered)
                 let during = try #require(await collector.waitFor(timeout: .seconds(30)) { $0.amqpTestText == "during" })
                 let after = try #require(await collector.waitFor(timeout: .seconds(30)) { $0.amqpTestText == "after" })
+
+                let allStreamed = await AMQPTestSupport.eventually(timeout: .seconds(30)) {
+                    confirmed.isSubset(of: Set(await collector.deliveries.map(\.amqpTestText)))
+                }
+                #expect(allStreamed, "every confirmed message is delivered")
 
                 // The old delivery's ack is stale (its channel died) and must be dropped, not sent on the new channel.
                 consumer.ack(unacked)

@@ -197,12 +197,13 @@ extension AMQPIntegrationTests {
             }
         }
 
-        /// basic.nack from the broker (a full quorum queue with reject-publish) surfaces as `.nacked`.
+        /// basic.nack from the broker surfaces as `.nacked`. A full classic queue with reject-publish nacks at once
+        /// (a quorum queue applies its length limit asynchronously, so it may accept one more).
         @Test func brokerNackThrowsNacked() async throws {
             try await AMQPTestSupport.withContext { context in
                 let queue = context.queue("full")
-                let topology = AMQPTopology(
-                    queues: [.quorum(queue, arguments: ["x-max-length": .int(1), "x-overflow": .string("reject-publish")])])
+                let full = AMQPQueue(name: queue, durable: true, arguments: ["x-max-length": .int(1), "x-overflow": .string("reject-publish")])
+                let topology = AMQPTopology(queues: [full])
                 let publisher = try context.publisher(topology)
                 try await publisher.publish(exchange: "", routingKey: queue, body: Array("fits".utf8))
                 let error = await #expect(throws: AMQPError.self) {

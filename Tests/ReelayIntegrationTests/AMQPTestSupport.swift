@@ -173,16 +173,22 @@ actor AMQPDeliveryCollector {
     private(set) var deliveries: [AMQPDelivery] = []
     private var task: Task<Void, Never>?
 
-    static func start(_ consumer: AMQPConsumer) async -> AMQPDeliveryCollector {
+    /// - Parameter autoAck: deliveries to ack as soon as they arrive (the rest are left to the test).
+    static func start(
+        _ consumer: AMQPConsumer, autoAck: @escaping @Sendable (AMQPDelivery) -> Bool = { _ in false }
+    ) async -> AMQPDeliveryCollector {
         let collector = AMQPDeliveryCollector()
-        await collector.listen(to: consumer)
+        await collector.listen(to: consumer, autoAck: autoAck)
         return collector
     }
 
-    private func listen(to consumer: AMQPConsumer) {
+    private func listen(to consumer: AMQPConsumer, autoAck: @escaping @Sendable (AMQPDelivery) -> Bool) {
         self.task = Task {
             for await delivery in consumer.deliveries {
-                await self.append(delivery)
+                if autoAck(delivery) {
+                    consumer.ack(delivery)
+                }
+                self.append(delivery)
             }
         }
     }
