@@ -152,7 +152,7 @@ struct Dispatcher: Sendable {
                 throw DispatchError("get \(predictionID) failed: \(reason)")
             }
         } else {
-            prediction = try await self.findPrediction(taskID: task.id, attempt: task.attempt)
+            prediction = try await self.findPrediction(task: task)
         }
         guard let prediction else {
             if task.status == .dispatching {
@@ -170,19 +170,30 @@ struct Dispatcher: Sendable {
         }
     }
 
-    private func findPrediction(taskID: UUID, attempt: Int) async throws -> ReplicatePrediction? {
+    /// Looks through recent predictions for this attempt's: by the task and attempt in its webhook URL when Replicate
+    /// shows it, else by the same input (prompt and image) created after this attempt's create was recorded.
+    private func findPrediction(task: TaskRecord) async throws -> ReplicatePrediction? {
+        let since = (task.createAttemptedAt ?? task.dispatchedAt ?? task.createdAt).addingTimeInterval(-5)
         var next: String? = nil
         for _ in 0..<5 {
             guard let page = await self.replicate.list(url: next) else {
                 throw DispatchError("listing predictions failed; will try again")
             }
-            if let match = page.predictions.first(where: { prediction in
-                guard let webhook = prediction.webhook, let found = WebhookURL.parse(webhook) else { return false }
-                return found.taskID == taskID && found.attempt == attempt
-            }) {
-                return match
+            for listed in page.predictions {
+                if let webhook = listed.prediction.webhook, let found = WebhookURL.parse(webhook) {
+                    if found.taskID == task.id && found.attempt == task.attempt { return listed.prediction }
+                    continue
+                }
+                let created = listed.prediction.createdAt.flatMap(MessageCodec.parseDate)
+                if let created, created >= since, listed.input["prompt"] == task.prompt,
+                    listed.input[self.configuration.replicateImageInput] == task.inputImageURL
+                {
+                    return listed.prediction
+                }
             }
-            guard let more = page.next else { return nil }
+            // Newest first: once a page reaches back before the create, older pages cannot hold it.
+            let oldest = page.predictions.last?.prediction.createdAt.flatMap(MessageCodec.parseDate)
+            guard let more = page.next, oldest.map({ $0 >= since }) ?? false else { return nil }
             next = more
         }
         return nil

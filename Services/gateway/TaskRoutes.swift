@@ -34,6 +34,7 @@ extension Gateway {
             self.waiter.forget(correlationID)
             throw error
         }
+        logger.debug("submission published; waiting for the admission verdict")
 
         guard let verdict = await self.waiter.wait(for: correlationID, timeout: self.config.admissionTimeout) else {
             logger.notice("no admission verdict in time; answering submitted")

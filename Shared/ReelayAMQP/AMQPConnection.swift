@@ -57,8 +57,9 @@ final class AMQPConnection {
     /// Connects, logs in (PLAIN, heartbeat), and opens channel 1.
     /// - Parameters:
     ///   - name: shown by the broker as the connection name.
-    init(url: AMQPURL, name: String, heartbeatSeconds: Int32 = 30, connectTimeout: Duration = .seconds(5),
+    init(url: AMQPURL, name: String, heartbeat: Duration = .seconds(30), connectTimeout: Duration = .seconds(5),
          rpcTimeout: Duration = .seconds(10)) throws {
+        let heartbeatSeconds = Int32(clamping: max(heartbeat.components.seconds, 1))
         guard let state = amqp_new_connection() else {
             throw AMQPError(code: .connectionFailed, description: "cannot allocate an AMQP connection")
         }

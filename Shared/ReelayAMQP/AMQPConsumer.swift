@@ -14,6 +14,7 @@ public final class AMQPConsumer: Sendable {
     private let prefetch: UInt16
     private let name: String
     private let logger: Logger
+    private let heartbeat: Duration
     private let waker = Waker()
     private let state = NIOLockedValueBox(State())
     private let continuation: AsyncStream<AMQPDelivery>.Continuation
@@ -25,7 +26,13 @@ public final class AMQPConsumer: Sendable {
     /// Deliveries read per loop turn before the thread sends queued acks and checks for shutdown again.
     static let batchSize = 64
 
-    public init(url: AMQPURL, topology: AMQPTopology, queues: [String], prefetch: UInt16, name: String, logger: Logger) {
+    public convenience init(url: AMQPURL, topology: AMQPTopology, queues: [String], prefetch: UInt16, name: String, logger: Logger) {
+        self.init(url: url, topology: topology, queues: queues, prefetch: prefetch, name: name, logger: logger, heartbeat: .seconds(30))
+    }
+
+    /// - Parameter heartbeat: the heartbeat interval asked of the broker (tests shorten it).
+    init(url: AMQPURL, topology: AMQPTopology, queues: [String], prefetch: UInt16, name: String, logger: Logger, heartbeat: Duration) {
+        self.heartbeat = heartbeat
         self.url = url
         self.topology = topology
         self.queues = queues
@@ -176,7 +183,7 @@ public final class AMQPConsumer: Sendable {
 
     private func connect(_ loop: inout ConsumerLoop) {
         do {
-            let connection = try AMQPConnection(url: self.url, name: self.name)
+            let connection = try AMQPConnection(url: self.url, name: self.name, heartbeat: self.heartbeat)
             var tags: [String: String] = [:]
             do {
                 try connection.declare(self.topology, includeExclusive: true)

@@ -11,6 +11,7 @@ public final class AMQPPublisher: Sendable {
     private let topology: AMQPTopology
     private let name: String
     private let logger: Logger
+    private let heartbeat: Duration
     private let waker = Waker()
     private let state = NIOLockedValueBox(State())
 
@@ -22,7 +23,13 @@ public final class AMQPPublisher: Sendable {
     /// Publishes sent per loop turn before the thread reads confirms and heartbeats again.
     static let batchSize = 256
 
-    public init(url: AMQPURL, topology: AMQPTopology, name: String, logger: Logger) {
+    public convenience init(url: AMQPURL, topology: AMQPTopology, name: String, logger: Logger) {
+        self.init(url: url, topology: topology, name: name, logger: logger, heartbeat: .seconds(30))
+    }
+
+    /// - Parameter heartbeat: the heartbeat interval asked of the broker (tests shorten it).
+    init(url: AMQPURL, topology: AMQPTopology, name: String, logger: Logger, heartbeat: Duration) {
+        self.heartbeat = heartbeat
         self.url = url
         self.topology = topology
         self.name = name
@@ -53,6 +60,11 @@ public final class AMQPPublisher: Sendable {
     /// Whether the connection is up, with topology declared and confirms selected.
     public var isConnected: Bool {
         self.state.withLockedValue { $0.connected }
+    }
+
+    /// Successful connects so far; more than one means it reconnected.
+    var connectionCount: Int {
+        self.state.withLockedValue { $0.connections }
     }
 
     /// Returns once the broker confirmed (basic.ack) the message. Waits across reconnects: a message not yet confirmed when
@@ -211,7 +223,7 @@ public final class AMQPPublisher: Sendable {
 
     private func connect(_ loop: inout PublisherLoop) {
         do {
-            let connection = try AMQPConnection(url: self.url, name: self.name)
+            let connection = try AMQPConnection(url: self.url, name: self.name, heartbeat: self.heartbeat)
             do {
                 try connection.declare(self.topology, includeExclusive: false)
                 try connection.confirmSelect()
@@ -221,7 +233,10 @@ public final class AMQPPublisher: Sendable {
             }
             loop.connection = connection
             loop.connectedAt = ContinuousClock.now
-            self.state.withLockedValue { $0.connected = true }
+            self.state.withLockedValue { state in
+                state.connected = true
+                state.connections += 1
+            }
             self.logger.info("AMQP publisher connected", metadata: ["amqp.url": .string(self.url.redacted)])
         } catch {
             let delay = loop.backoff.next()
@@ -356,6 +371,8 @@ extension AMQPPublisher {
     struct State: Sendable {
         var lifecycle: Lifecycle = .idle
         var connected = false
+        /// Successful connects so far (a reconnect makes it > 1).
+        var connections = 0
         var nextID: UInt64 = 0
         /// Publishes between id allocation and registration; `true` once cancelled in that window.
         var unregistered: [UInt64: Bool] = [:]

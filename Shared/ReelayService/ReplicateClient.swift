@@ -45,9 +45,16 @@ public struct ReplicateClient: Sendable {
         await self.call("POST", "/predictions/\(Self.escape(predictionID))/cancel", body: nil)
     }
 
-    /// Recent predictions, newest first (one page per call; follow `next` while it is set).
-    public func list(url: String? = nil) async -> (predictions: [ReplicatePrediction], next: String?)? {
+    /// A prediction as listed, with the string values of its input (to recognise our own when the webhook URL is absent).
+    public struct Listed: Sendable {
+        public var prediction: ReplicatePrediction
+        public var input: [String: String]
+    }
+
+    /// Recent predictions, newest first (one page per call; follow `next` while it is set). nil when the call failed.
+    public func list(url: String? = nil) async -> (predictions: [Listed], next: String?)? {
         let target = url ?? (self.baseURL + "/predictions")
+        // The token goes to Replicate's API host only.
         guard target.hasPrefix(self.baseURL) else { return nil }
         guard let response = try? await self.http.request(
             method: "GET", url: target, headers: self.headers, body: nil, timeout: self.timeout),
@@ -55,9 +62,12 @@ public struct ReplicateClient: Sendable {
             let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
         else { return nil }
         let results = (object["results"] as? [Any]) ?? []
-        let predictions = results.compactMap { item -> ReplicatePrediction? in
-            guard let data = try? JSONSerialization.data(withJSONObject: item) else { return nil }
-            return try? ReplicatePrediction.decode(Array(data))
+        let predictions = results.compactMap { item -> Listed? in
+            guard let data = try? JSONSerialization.data(withJSONObject: item),
+                let prediction = try? ReplicatePrediction.decode(Array(data))
+            else { return nil }
+            let input = ((item as? [String: Any])?["input"] as? [String: Any])?.compactMapValues { $0 as? String } ?? [:]
+            return Listed(prediction: prediction, input: input)
         }
         return (predictions, object["next"] as? String)
     }

@@ -139,7 +139,8 @@ struct ReplicateErrorsTests {
     }
 
     @Test func retryAfterFromDetail() {
-        let outcome = self.classify(429, #"{"title":"Request was throttled","detail":"Request was throttled. Your rate limit resets in ~30s.","status":429}"#)
+        let body = #"{"title":"Request was throttled","detail":"Request was throttled. Your rate limit resets in ~30s.","status":429}"#
+        let outcome = self.classify(429, body)
         #expect(outcome == .rateLimited(retryAfter: .seconds(30)))
     }
 

@@ -155,6 +155,30 @@ extension AMQPIntegrationTests {
             }
         }
 
+        /// Invariant: idle connections are kept alive. rabbitmq-c answers heartbeats only inside library calls, and the
+        /// broker drops a peer that stays silent for about two intervals; here the interval is 1 s and the clients idle 5 s.
+        @Test func idleConnectionsOutliveSeveralHeartbeatIntervals() async throws {
+            try await AMQPTestSupport.withContext { context in
+                let (topology, exchange, queue) = self.simpleTopology(context)
+                let publisher = try context.publisher(topology, heartbeat: .seconds(1))
+                let consumer = try context.consumer(topology, queues: [queue], heartbeat: .seconds(1))
+                let collector = await AMQPDeliveryCollector.start(consumer)
+                #expect(await AMQPTestSupport.eventually { publisher.isConnected && consumer.isConnected })
+
+                var stayedUp = true
+                for _ in 0..<100 {
+                    stayedUp = stayedUp && publisher.isConnected && consumer.isConnected
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(stayedUp)
+                #expect(publisher.connectionCount == 1, "the publisher never had to reconnect")
+                try await publisher.publish(exchange: exchange, routingKey: "rk", body: Array("still here".utf8))
+                let delivery = try #require(await collector.waitFor(count: 1).first)
+                #expect(delivery.generation == 1, "the consumer never had to reconnect")
+                consumer.ack(delivery)
+            }
+        }
+
         /// Invariant: every confirmed message is consumed, and with acks exactly once.
         @Test func fiveHundredConfirmedPublishesAreConsumedExactlyOnce() async throws {
             try await AMQPTestSupport.withContext { context in

@@ -125,19 +125,24 @@ final class AMQPTestContext: Sendable {
     }
 
     /// A started publisher, shut down at teardown.
-    func publisher(_ topology: AMQPTopology, url: AMQPURL? = nil, name: String = "publisher") throws -> AMQPPublisher {
+    func publisher(
+        _ topology: AMQPTopology, url: AMQPURL? = nil, name: String = "publisher", heartbeat: Duration = .seconds(30)
+    ) throws -> AMQPPublisher {
         let publisher = AMQPPublisher(
-            url: try url ?? AMQPTestSupport.url, topology: topology, name: "amqp-test-\(name)", logger: AMQPTestSupport.logger(name))
+            url: try url ?? AMQPTestSupport.url, topology: topology, name: "amqp-test-\(name)", logger: AMQPTestSupport.logger(name),
+            heartbeat: heartbeat)
         publisher.start()
         self.registry.withLock { $0.publishers.append(publisher) }
         return publisher
     }
 
     /// A started consumer, shut down at teardown.
-    func consumer(_ topology: AMQPTopology, queues: [String], prefetch: UInt16 = 10, name: String = "consumer") throws -> AMQPConsumer {
+    func consumer(
+        _ topology: AMQPTopology, queues: [String], prefetch: UInt16 = 10, name: String = "consumer", heartbeat: Duration = .seconds(30)
+    ) throws -> AMQPConsumer {
         let consumer = AMQPConsumer(
             url: try AMQPTestSupport.url, topology: topology, queues: queues, prefetch: prefetch, name: "amqp-test-\(name)",
-            logger: AMQPTestSupport.logger(name))
+            logger: AMQPTestSupport.logger(name), heartbeat: heartbeat)
         consumer.start()
         self.registry.withLock { $0.consumers.append(consumer) }
         return consumer
