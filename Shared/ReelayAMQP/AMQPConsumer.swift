@@ -136,7 +136,7 @@ public final class AMQPConsumer: Sendable {
             do {
                 try self.sendJobs(on: connection, generation: loop.generation)
                 if !connection.hasBufferedData {
-                    self.waker.wait(socket: connection.socket, timeout: .milliseconds(100))
+                    self.waker.wait(socket: nil, timeout: .seconds(10))
                 }
                 try self.readDeliveries(from: connection, loop: loop)
             } catch let error as AMQPError {

@@ -170,7 +170,7 @@ public final class AMQPPublisher: Sendable {
             do {
                 let more = try self.publishBatch(on: connection, loop: &loop)
                 if !more && !connection.hasBufferedData {
-                    self.waker.wait(socket: connection.socket, timeout: .milliseconds(100))
+                    self.waker.wait(socket: nil, timeout: .seconds(10))
                 }
                 while let frame = try connection.nextFrame() {
                     try self.handle(frame, loop: &loop)
