@@ -26,6 +26,8 @@ public final class AMQPConsumer: Sendable {
     /// Deliveries read per loop turn before the thread sends queued acks and checks for shutdown again.
     static let batchSize = 64
 
+    /// Creates a consumer of `queues` (declared by `topology` or already existing); nothing connects until `start()`.
+    /// - Parameter prefetch: the most unacked deliveries the broker sends this consumer (per queue).
     public convenience init(url: AMQPURL, topology: AMQPTopology, queues: [String], prefetch: UInt16, name: String, logger: Logger) {
         self.init(url: url, topology: topology, queues: queues, prefetch: prefetch, name: name, logger: logger, heartbeat: .seconds(30))
     }
@@ -136,7 +138,7 @@ public final class AMQPConsumer: Sendable {
             do {
                 try self.sendJobs(on: connection, generation: loop.generation)
                 if !connection.hasBufferedData {
-                    self.waker.wait(socket: nil, timeout: .seconds(10))
+                    self.waker.wait(socket: connection.socket, timeout: .milliseconds(100))
                 }
                 try self.readDeliveries(from: connection, loop: loop)
             } catch let error as AMQPError {

@@ -23,6 +23,8 @@ public final class AMQPPublisher: Sendable {
     /// Publishes sent per loop turn before the thread reads confirms and heartbeats again.
     static let batchSize = 256
 
+    /// Creates a publisher; nothing connects until `start()`.
+    /// - Parameter name: names the thread, the broker-side connection and the `amqp.connection` log metadata.
     public convenience init(url: AMQPURL, topology: AMQPTopology, name: String, logger: Logger) {
         self.init(url: url, topology: topology, name: name, logger: logger, heartbeat: .seconds(30))
     }
@@ -73,6 +75,7 @@ public final class AMQPPublisher: Sendable {
     /// - Throws: `AMQPError` `.nacked` on basic.nack, `.shutdown` after shutdown, `.timeout` if not confirmed within
     ///   `timeout`, `.channelClosed` if the broker keeps closing the channel over this message; `CancellationError` when
     ///   the calling task is cancelled (the message may still be delivered).
+    ///   Publishes made before `start()` wait for it: the connection thread is also what enforces `timeout`.
     public func publish(
         exchange: String, routingKey: String, body: [UInt8], properties: AMQPProperties = AMQPProperties(),
         timeout: Duration = .seconds(30)
@@ -170,7 +173,7 @@ public final class AMQPPublisher: Sendable {
             do {
                 let more = try self.publishBatch(on: connection, loop: &loop)
                 if !more && !connection.hasBufferedData {
-                    self.waker.wait(socket: nil, timeout: .seconds(10))
+                    self.waker.wait(socket: connection.socket, timeout: .milliseconds(100))
                 }
                 while let frame = try connection.nextFrame() {
                     try self.handle(frame, loop: &loop)
