@@ -162,7 +162,7 @@ public enum MessageCodec {
 
     public static func decode<M: Decodable>(_ type: M.Type, from bytes: [UInt8]) throws -> M {
         let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        decoder.keyDecodingStrategy = .custom { path in Self.camelCaseKey(path.last!.stringValue) }
         decoder.dateDecodingStrategy = .custom { decoder in
             let container = try decoder.singleValueContainer()
             let text = try container.decode(String.self)
@@ -176,6 +176,26 @@ public enum MessageCodec {
         } catch {
             throw DecodingFailure(description: "cannot decode \(M.self): \(error)")
         }
+    }
+
+    /// `task_id` -> `taskID`, `input_image_url` -> `inputImageURL`: the inverse of `.convertToSnakeCase` for our names,
+    /// whose initialisms are upper case (Foundation's `.convertFromSnakeCase` would give `taskId`).
+    static func camelCaseKey(_ key: String) -> AnyCodingKey {
+        let initialisms: Set<String> = ["id", "url", "json"]
+        let parts = key.split(separator: "_")
+        guard let first = parts.first else { return AnyCodingKey(key) }
+        let rest = parts.dropFirst().map { part in
+            initialisms.contains(String(part)) ? part.uppercased() : part.prefix(1).uppercased() + part.dropFirst()
+        }
+        return AnyCodingKey(String(first) + rest.joined())
+    }
+
+    struct AnyCodingKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ string: String) { self.stringValue = string }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 
     public static func formatDate(_ date: Date) -> String {

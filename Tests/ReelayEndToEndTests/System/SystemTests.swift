@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import ReelayHTTPClient
 import ReelayPostgres
 import Testing
 
@@ -30,16 +32,22 @@ struct SystemTests {
         }
 
         // 3 tasks from each user, all at once, tiers interleaved; prompts of equal length so tier decides priority.
+        // A client with a thread per request, so 30 submissions really are in flight together.
+        let client = HTTPClient(threads: 30, connectTimeout: .seconds(2), logger: Logger(label: "e2e.submit"))
+        defer { Task { await client.shutdown() } }
         let accepted = try await withThrowingTaskGroup(of: (String, String).self) { group in
             for round in 0..<3 {
                 for (index, entry) in keys.enumerated() {
                     group.addTask {
-                        let response = try await sendJSON(
-                            "POST", system.gatewayURL + "/v1/tasks", token: entry.key,
-                            body: [
-                                "prompt": "A calm lake at dawn, camera \(round) pans slowly, user \(index)",
-                                "input_image_url": "https://example.com/frames/\(index)-\(round).png",
-                            ])
+                        let body: [String: Any] = [
+                            "prompt": "A calm lake at dawn, camera \(round) pans slowly, user \(index)",
+                            "input_image_url": "https://example.com/frames/\(index)-\(round).png",
+                        ]
+                        let raw = try await client.request(
+                            method: "POST", url: system.gatewayURL + "/v1/tasks",
+                            headers: [("Authorization", "Bearer \(entry.key)"), ("Content-Type", "application/json")],
+                            body: Array(try JSONSerialization.data(withJSONObject: body)), timeout: .seconds(20))
+                        let response = JSONResponse(status: raw.status, headers: raw.headers, body: raw.body, json: JSON(bytes: raw.body))
                         guard response.status == 202, let id = response.json["id"].string else {
                             throw HarnessError("submission answered \(response.status): \(response.text)")
                         }
@@ -60,7 +68,7 @@ struct SystemTests {
             "POST", system.gatewayURL + "/v1/tasks", token: freeUser.key,
             body: ["prompt": "one too many", "input_image_url": "https://example.com/frames/extra.png"])
         #expect(fourth.status == 429)
-        #expect(fourth.json["detail"].string == "You can only have 3 video tasks in progress at once")
+        #expect(fourth.json["detail"].string?.hasPrefix("You can only have 3 video tasks in progress at once") == true)
         #expect(fourth.header("Content-Type")?.hasPrefix("application/problem+json") == true)
 
         // Everything completes.
