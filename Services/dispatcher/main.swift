@@ -16,7 +16,9 @@ publisher.start()
 
 let dispatcher = Dispatcher(
     configuration: configuration, store: TaskStore(pool: pool), bus: MessageBus(publisher: publisher),
-    replicate: ReplicateClient(http: http, baseURL: configuration.replicateAPIBaseURL, token: token), logger: logger)
+    replicate: ReplicateClient(
+        http: http, baseURL: configuration.replicateAPIBaseURL, token: token, timeout: configuration.replicateTimeout),
+    logger: logger)
 let commands = AMQPConsumer(
     url: amqpURL, topology: Topology.all, queues: [Topology.Queue.dispatch], prefetch: 16, name: "dispatcher.commands", logger: logger)
 

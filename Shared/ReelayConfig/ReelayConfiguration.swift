@@ -62,6 +62,9 @@ public struct ReelayConfiguration: Sendable {
     public var schedulerTick: Duration
     /// RETRY_BASE_MS (2000) and RETRY_CAP_MS (300000): backoff between retries of transient failures.
     public var retryBackoff: Backoff
+    /// REPLICATE_HTTP_TIMEOUT_MS (30000): the whole-request timeout of every call to Replicate's API. A create that times
+    /// out has an unknown outcome and is reconciled, never blindly repeated.
+    public var replicateTimeout: Duration = .seconds(30)
 
     /// The admission limits from MAX_USER_ACTIVE_TASKS and MAX_QUEUE_SIZE.
     public var limits: AdmissionLimits {
@@ -86,6 +89,7 @@ public struct ReelayConfiguration: Sendable {
         "MAX_CONCURRENT_TASKS", "MAX_USER_ACTIVE_TASKS", "MAX_QUEUE_SIZE", "MAX_RETRIES", "ADMISSION_TIMEOUT_MS",
         "PRIORITY_AGING_SECONDS", "REPLICATE_CREATE_RATE_PER_MIN", "STORAGE_URL", "GATEWAY_PORT", "WEBHOOK_PORT", "GATEWAY_HOST",
         "WEBHOOK_HOST", "LOG_LEVEL", "LOG_FORMAT", "DISPATCH_LEASE_SECONDS", "PROCESSING_RECONCILE_SECONDS", "SCHEDULER_TICK_MS",
+        "REPLICATE_HTTP_TIMEOUT_MS",
         "RETRY_BASE_MS", "RETRY_CAP_MS",
     ]
 
@@ -155,7 +159,9 @@ public struct ReelayConfiguration: Sendable {
                 variable: "RETRY_CAP_MS", problem: "must be at least RETRY_BASE_MS (\(retryBaseMS)), got '\(retryCapMS)'")
         }
 
-        return ReelayConfiguration(
+        let replicateTimeoutMS = try reader.integer("REPLICATE_HTTP_TIMEOUT_MS", default: 30_000, minimum: 100)
+
+        var configuration = ReelayConfiguration(
             databaseURL: databaseURL, amqpURL: amqpURL, replicateAPIToken: replicateAPIToken,
             replicateAPIBaseURL: replicateAPIBaseURL, replicateModel: replicateModel, replicateImageInput: replicateImageInput,
             allowedInputKeys: allowedInputKeys, webhookSecret: webhookSecret, webhookPublicURL: webhookPublicURL,
@@ -166,6 +172,8 @@ public struct ReelayConfiguration: Sendable {
             gatewayHost: gatewayHost, webhookHost: webhookHost, logLevel: logLevel, logFormat: logFormat,
             dispatchLease: .seconds(leaseSeconds), processingReconcileAfter: .seconds(reconcileSeconds),
             schedulerTick: .milliseconds(tickMS), retryBackoff: Backoff(base: .milliseconds(retryBaseMS), cap: .milliseconds(retryCapMS)))
+        configuration.replicateTimeout = .milliseconds(replicateTimeoutMS)
+        return configuration
     }
 
     /// `load(from:)` over this process's environment.
@@ -248,6 +256,7 @@ public struct ReelayConfiguration: Sendable {
             "SCHEDULER_TICK_MS": String(Self.milliseconds(self.schedulerTick)),
             "RETRY_BASE_MS": String(Self.milliseconds(self.retryBackoff.base)),
             "RETRY_CAP_MS": String(Self.milliseconds(self.retryBackoff.cap)),
+            "REPLICATE_HTTP_TIMEOUT_MS": String(Self.milliseconds(self.replicateTimeout)),
         ]
     }
 
