@@ -15,6 +15,7 @@ struct Dispatcher: Sendable {
     let store: TaskStore
     let bus: MessageBus
     let replicate: ReplicateClient
+    let rateLimits: RateLimitStore
     let logger: Logger
 
     func handle(_ delivery: AMQPDelivery) async throws {
@@ -29,15 +30,19 @@ struct Dispatcher: Sendable {
     // MARK: create
 
     private func create(_ command: PredictionCommand) async throws {
+        guard let current = try await self.store.task(id: command.taskID), current.status == .dispatching,
+            current.attempt == command.attempt
+        else { return }  // a stale command: the task moved on
+        if current.createAttemptedAt != nil {
+            // A create was already attempted for this attempt (a redelivery after a crash, or a re-sent command): never
+            // create twice; find out what happened instead.
+            return try await self.reconcile(command)
+        }
+        try await self.waitForCreateToken()
         guard let task = try await self.store.beginCreate(
             taskID: command.taskID, attempt: command.attempt, lease: self.configuration.dispatchLease)
         else {
-            // Stale command, or a create already attempted for this attempt (a redelivery after a crash): never create
-            // twice; find out what happened instead.
-            if let task = try await self.store.task(id: command.taskID), task.status == .dispatching, task.attempt == command.attempt {
-                try await self.reconcile(command)
-            }
-            return
+            return  // another dispatcher took this attempt while we waited for a token
         }
         var metadata: Logger.Metadata = ["task.id": "\(task.id)", "task.attempt": "\(task.attempt)"]
         if task.cancelRequestedAt != nil {
@@ -103,14 +108,34 @@ struct Dispatcher: Sendable {
             }
             try await self.finish(task, to: .failed, reason: "Replicate refused the create (\(status))", message: message)
         case .rateLimited(let retryAfter):
-            // Not created: safe to try again later.
-            let wait = retryAfter.map { " (resets in \($0.seconds) s)" } ?? ""
-            try await self.retry(task, reason: "Replicate rate limit\(wait)")
+            // Not created: safe to try again after the reset. Every dispatcher waits too (the shared bucket is blocked),
+            // and the task goes back to the queue without spending one of its retries.
+            let wait = retryAfter ?? Self.defaultRateLimitPause
+            try await self.rateLimits.block(Self.createBucket, for: wait)
+            self.logger.warning("Replicate rate limit; all dispatchers pause", metadata: ["task.id": "\(task.id)", "pause.seconds": "\(wait.seconds)"])
+            if let updated = try await self.store.transition(
+                taskID: task.id, attempt: task.attempt, from: [.dispatching], to: .pending,
+                reason: "Replicate rate limit (429); retrying in \(wait.seconds) s",
+                changes: TaskChanges(errorMessage: "Waiting for Replicate's rate limit to reset", notBefore: wait))
+            {
+                try await self.publishEvent(updated, reason: "rate limited")
+            }
         case .transient(let message):
             // A 5xx on create is ambiguous: the prediction may exist. Look before trying again.
             self.logger.warning(
                 "create answered \(status); reconciling", metadata: ["task.id": "\(task.id)", "error": "\(message)"])
             try await self.reconcile(PredictionCommand(action: .get, taskID: task.id, attempt: task.attempt), fallbackReason: message)
+        }
+    }
+
+    static let createBucket = "replicate.create"
+    static let defaultRateLimitPause: Duration = .seconds(10)
+
+    /// Waits for a token of the create rate shared by every dispatcher (REPLICATE_CREATE_RATE_PER_MIN).
+    private func waitForCreateToken() async throws {
+        let rate = self.configuration.replicateCreateRatePerMinute
+        while let wait = try await self.rateLimits.acquire(Self.createBucket, perMinute: rate, burst: max(1, rate / 60)) {
+            try await Task.sleep(for: min(wait, .seconds(2)))
         }
     }
 
@@ -155,6 +180,11 @@ struct Dispatcher: Sendable {
             prediction = try await self.findPrediction(task: task)
         }
         guard let prediction else {
+            if let attempted = task.createAttemptedAt, Date().timeIntervalSince(attempted) < self.configuration.replicateTimeout.seconds + 5 {
+                // The create may still be in flight at another dispatcher: its answer, its webhook or the next lease
+                // sweep settles it.
+                return
+            }
             if task.status == .dispatching {
                 try await self.retry(task, reason: fallbackReason ?? "the create never reached Replicate")
             }

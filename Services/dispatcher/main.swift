@@ -18,7 +18,7 @@ let dispatcher = Dispatcher(
     configuration: configuration, store: TaskStore(pool: pool), bus: MessageBus(publisher: publisher),
     replicate: ReplicateClient(
         http: http, baseURL: configuration.replicateAPIBaseURL, token: token, timeout: configuration.replicateTimeout),
-    logger: logger)
+    rateLimits: RateLimitStore(pool: pool), logger: logger)
 let commands = AMQPConsumer(
     url: amqpURL, topology: Topology.all, queues: [Topology.Queue.dispatch], prefetch: 16, name: "dispatcher.commands", logger: logger)
 

@@ -92,6 +92,18 @@ public enum Migrations {
                 )
                 """,
             ]),
+        Migration(
+            version: 2, name: "shared rate limits",
+            statements: [
+                """
+                CREATE TABLE rate_limits (
+                    name text PRIMARY KEY,
+                    tokens double precision NOT NULL,
+                    refilled_at timestamptz NOT NULL DEFAULT now(),
+                    blocked_until timestamptz NOT NULL DEFAULT 'epoch'
+                )
+                """
+            ]),
     ]
 
     /// Applies every migration not yet recorded, each in its own transaction, in order. Safe to run concurrently

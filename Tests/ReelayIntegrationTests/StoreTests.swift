@@ -182,4 +182,25 @@ struct StoreIntegrationTests {
         #expect(try await Migrations.currentVersion(pool: db.pool) == Migrations.all.last?.version)
         await db.pool.shutdown()
     }
+
+    /// Invariant: the shared create rate holds across concurrent callers (dispatcher replicas): a full bucket gives
+    /// exactly `burst` tokens at once, then one per 1/rate; a 429 blocks everyone until its reset.
+    @Test func sharedRateLimitHoldsAcrossConcurrentCallersAndBlocksOn429() async throws {
+        let db = try await ScratchDatabase.create("rate")
+        let limits = RateLimitStore(pool: db.pool)
+        let waits = try await withThrowingTaskGroup(of: Duration?.self) { group in
+            for _ in 0..<20 {
+                group.addTask { try await limits.acquire("test.bucket", perMinute: 60, burst: 5) }
+            }
+            var all: [Duration?] = []
+            for try await wait in group { all.append(wait) }
+            return all
+        }
+        #expect(waits.filter { $0 == nil }.count == 5)
+        #expect(waits.compactMap { $0 }.allSatisfy { $0 > .zero && $0 <= .milliseconds(1100) })
+        try await limits.block("test.bucket", for: .seconds(3))
+        let blocked = try #require(try await limits.acquire("test.bucket", perMinute: 6000, burst: 100))
+        #expect(blocked > .milliseconds(2500))
+        await db.pool.shutdown()
+    }
 }
