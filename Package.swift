@@ -117,7 +117,8 @@ let package = Package(
         .testTarget(
             name: "ReelayIntegrationTests",
             dependencies: [
-                "ReelayAMQP", "ReelayPostgres", "ReelayHTTPClient", "ReelayStore", "ReelayMessaging", "ReelayCore",
+                "ReelayAMQP", "ReelayPostgres", "ReelayHTTPClient", "ReelayStore", "ReelayMessaging", "ReelayCore", "ReelayService",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -13,6 +13,7 @@ let pool = PostgresPool(url: configuration.databaseURL, size: 8, name: "dispatch
 let http = HTTPClient(threads: 8, connectTimeout: .seconds(5), userAgent: "reelay-dispatcher/1", logger: logger)
 let publisher = AMQPPublisher(url: amqpURL, topology: Topology.all, name: "dispatcher.publish", logger: logger)
 publisher.start()
+let redelivery = Redelivery(publisher: publisher)
 
 let dispatcher = Dispatcher(
     configuration: configuration, store: TaskStore(pool: pool), bus: MessageBus(publisher: publisher),
@@ -25,6 +26,6 @@ let commands = AMQPConsumer(
 try await ServiceRunner.run(
     [
         CloseOnShutdown { await publisher.shutdown(); await http.shutdown(); await pool.shutdown() },
-        ConsumerService(consumer: commands, concurrency: 16, logger: logger, handler: dispatcher.handle),
+        ConsumerService(consumer: commands, concurrency: 16, logger: logger, redelivery: redelivery, handler: dispatcher.handle),
     ],
     logger: logger)

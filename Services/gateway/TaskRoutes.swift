@@ -57,17 +57,24 @@ extension Gateway {
             return JSONResponse.make(
                 .accepted, try await self.representation(task, request: request), headers: Self.location(task.id))
         case .rejected:
-            let message = verdict.message ?? "The submission was refused under a limit"
-            logger.info("submission rejected", metadata: ["reason": "\(message)"])
+            logger.info("submission rejected", metadata: ["reason": "\(verdict.message ?? "-")"])
             if verdict.httpStatus == 503 {
+                // The scheduler's message already says when to come back.
                 throw Problem(
-                    .serviceUnavailable, title: "Queue full", detail: "\(message). Retry after 30 seconds.",
-                    headers: [.retryAfter: "30"])
+                    .serviceUnavailable, title: "Queue full",
+                    detail: Self.sentence(verdict.message ?? "The queue is full; try again in a few minutes"), headers: [.retryAfter: "30"])
             }
             throw Problem(
                 .tooManyRequests, title: "Too many active tasks",
-                detail: "\(message). Wait for one of them to finish, or cancel one (POST /v1/tasks/{id}/cancel), then submit again.")
+                detail: Self.sentence(verdict.message ?? "You have too many tasks in progress")
+                    + " Wait for one of them to finish, or cancel one (POST /v1/tasks/{id}/cancel), then submit again.")
         }
+    }
+
+    /// The text with a closing full stop, so a sentence can follow it.
+    private static func sentence(_ text: String) -> String {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        return [".", "!", "?"].contains(trimmed.last) ? trimmed : trimmed + "."
     }
 
     private static func location(_ id: UUID) -> HTTPFields {

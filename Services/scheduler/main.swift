@@ -10,6 +10,7 @@ let amqpURL = Bootstrap.require("scheduler") { try AMQPURL(configuration.amqpURL
 let pool = PostgresPool(url: configuration.databaseURL, size: 6, name: "scheduler", logger: logger)
 let publisher = AMQPPublisher(url: amqpURL, topology: Topology.all, name: "scheduler.publish", logger: logger)
 publisher.start()
+let redelivery = Redelivery(publisher: publisher)
 
 let scheduler = Scheduler(configuration: configuration, store: TaskStore(pool: pool), bus: MessageBus(publisher: publisher), logger: logger)
 let submissions = AMQPConsumer(
@@ -21,8 +22,8 @@ let events = AMQPConsumer(
 try await ServiceRunner.run(
     [
         CloseOnShutdown { await publisher.shutdown(); await pool.shutdown() },
-        ConsumerService(consumer: submissions, concurrency: 200, logger: logger, handler: scheduler.handleSubmit),
-        ConsumerService(consumer: events, concurrency: 8, logger: logger, handler: scheduler.handleEventOrControl),
+        ConsumerService(consumer: submissions, concurrency: 200, logger: logger, redelivery: redelivery, handler: scheduler.handleSubmit),
+        ConsumerService(consumer: events, concurrency: 8, logger: logger, redelivery: redelivery, handler: scheduler.handleEventOrControl),
         PeriodicService(name: "tick", period: configuration.schedulerTick, logger: logger, body: scheduler.tick),
     ],
     logger: logger)

@@ -17,6 +17,7 @@ let pool = PostgresPool(url: configuration.databaseURL, size: 6, name: "webhook"
 let http = HTTPClient(threads: 4, connectTimeout: .seconds(10), userAgent: "reelay-webhook/1", logger: logger)
 let publisher = AMQPPublisher(url: amqpURL, topology: Topology.all, name: "webhook.publish", logger: logger)
 publisher.start()
+let redelivery = Redelivery(publisher: publisher)
 let bus = MessageBus(publisher: publisher)
 
 let router = Router()
@@ -33,7 +34,7 @@ let completions = AMQPConsumer(
 try await ServiceRunner.run(
     [
         CloseOnShutdown { await publisher.shutdown(); await http.shutdown(); await pool.shutdown() },
-        ConsumerService(consumer: completions, concurrency: 8, logger: logger, handler: finalizer.handle),
+        ConsumerService(consumer: completions, concurrency: 8, logger: logger, redelivery: redelivery, handler: finalizer.handle),
         app,
     ],
     logger: logger)

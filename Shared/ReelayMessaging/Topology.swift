@@ -45,6 +45,38 @@ public enum Topology {
             ])
     }
 
+    /// Delays before a failed message is tried again: the n-th retry waits `delays[min(n, count - 1)]`.
+    public static let delays: [Duration] = [.seconds(1), .seconds(5), .seconds(30)]
+    /// Header counting how often a message went through the delay route.
+    public static let retriesHeader = "x-reelay-retries"
+    /// Headers of a dead-lettered message: where it came from and why it died.
+    public static let deadQueueHeader = "x-reelay-queue"
+    public static let deadReasonHeader = "x-reelay-reason"
+
+    /// Queues whose messages are retried through delay queues.
+    public static let workQueues = [Queue.submit, Queue.control, Queue.dispatch, Queue.completions, Queue.schedulerEvents]
+
+    /// The delay queue for `queue` at `level`: messages wait there for the level's TTL, then dead-letter back into `queue`
+    /// through the default exchange.
+    public static func delayQueue(for queue: String, level: Int) -> String {
+        let delay = Self.delays[min(max(level, 0), Self.delays.count - 1)]
+        return "\(queue).delay.\(delay.components.seconds)s"
+    }
+
+    private static var delayQueues: [AMQPQueue] {
+        Self.workQueues.flatMap { queue in
+            Self.delays.indices.map { level in
+                AMQPQueue(
+                    name: Self.delayQueue(for: queue, level: level), durable: true, exclusive: false, autoDelete: false,
+                    arguments: [
+                        "x-message-ttl": .int(Int64(Self.delays[level].components.seconds) * 1000),
+                        "x-dead-letter-exchange": .string(""),
+                        "x-dead-letter-routing-key": .string(queue),
+                    ])
+            }
+        }
+    }
+
     /// The whole topology; every connection declares it (idempotently) so start order never matters.
     public static let all = AMQPTopology(
         exchanges: [
@@ -59,7 +91,7 @@ public enum Topology {
             Self.workQueue(Queue.completions),
             Self.workQueue(Queue.schedulerEvents),
             .quorum(Queue.dead),
-        ],
+        ] + Self.delayQueues,
         bindings: [
             AMQPBinding(queue: Queue.submit, exchange: Self.commandsExchange, routingKey: RoutingKey.submit),
             AMQPBinding(queue: Queue.control, exchange: Self.commandsExchange, routingKey: RoutingKey.cancel),

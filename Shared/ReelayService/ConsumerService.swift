@@ -1,5 +1,6 @@
 import Logging
 import ReelayAMQP
+import ReelayMessaging
 import ServiceLifecycle
 
 /// Runs a handler for every delivery of an AMQP consumer, at most `concurrency` at once. A delivery is acked after its
@@ -12,12 +13,16 @@ public struct ConsumerService: Service {
     let consumer: AMQPConsumer
     let concurrency: Int
     let logger: Logger
+    let redelivery: Redelivery?
     let handler: Handler
 
-    public init(consumer: AMQPConsumer, concurrency: Int, logger: Logger, handler: @escaping Handler) {
+    /// - Parameter redelivery: where failed messages go to wait before their retry, and to die. Without it a failed
+    ///   message is requeued at once (fine for a private reply queue).
+    public init(consumer: AMQPConsumer, concurrency: Int, logger: Logger, redelivery: Redelivery? = nil, handler: @escaping Handler) {
         self.consumer = consumer
         self.concurrency = max(1, concurrency)
         self.logger = logger
+        self.redelivery = redelivery
         self.handler = handler
     }
 
@@ -46,25 +51,87 @@ public struct ConsumerService: Service {
     }
 
     private func handle(_ delivery: AMQPDelivery) async {
+        var metadata: Logger.Metadata = [
+            "amqp.queue": "\(delivery.queue)", "amqp.routing_key": "\(delivery.routingKey)", "amqp.redelivered": "\(delivery.redelivered)",
+        ]
         do {
             try await self.handler(delivery)
             self.consumer.ack(delivery)
+            return
         } catch let poison as PoisonMessage {
-            self.logger.error(
-                "dead-lettering a message that can never be handled",
-                metadata: ["amqp.queue": "\(delivery.queue)", "amqp.routing_key": "\(delivery.routingKey)", "reason": "\(poison.reason)"])
-            self.consumer.reject(delivery, requeue: false)
+            metadata["reason"] = "\(poison.reason)"
+            self.logger.error("dead-lettering a message that can never be handled", metadata: metadata)
+            await self.deadLetter(delivery, reason: poison.reason)
         } catch {
-            self.logger.warning(
-                "handler failed; the message will be redelivered",
-                metadata: [
-                    "amqp.queue": "\(delivery.queue)", "amqp.routing_key": "\(delivery.routingKey)",
-                    "amqp.redelivered": "\(delivery.redelivered)", "error": "\(error)",
-                ])
-            // A short pause keeps a failing dependency from turning redelivery into a hot loop.
-            try? await Task.sleep(for: .milliseconds(500))
-            self.consumer.reject(delivery, requeue: true)
+            metadata["error"] = "\(error)"
+            guard let redelivery = self.redelivery else {
+                self.logger.warning("handler failed; requeueing", metadata: metadata)
+                // A short pause keeps a failing dependency from turning redelivery into a hot loop.
+                try? await Task.sleep(for: .milliseconds(500))
+                self.consumer.reject(delivery, requeue: true)
+                return
+            }
+            let retries = Int(delivery.properties.headers[Topology.retriesHeader] ?? "0") ?? 0
+            switch Redelivery.next(retries: retries, maxRetries: redelivery.maxRetries) {
+            case .deadLetter:
+                self.logger.error("handler failed \(retries + 1) times; dead-lettering", metadata: metadata)
+                await self.deadLetter(delivery, reason: "failed \(retries + 1) times, last: \(error)")
+            case .delay(let level):
+                var properties = delivery.properties
+                properties.headers[Topology.retriesHeader] = String(retries + 1)
+                let delayQueue = Topology.delayQueue(for: delivery.queue, level: level)
+                do {
+                    try await redelivery.publisher.publish(
+                        exchange: "", routingKey: delayQueue, body: delivery.body, properties: properties)
+                    metadata["amqp.delay_queue"] = "\(delayQueue)"
+                    self.logger.warning("handler failed; retrying after a delay", metadata: metadata)
+                    self.consumer.ack(delivery)
+                } catch {
+                    try? await Task.sleep(for: .milliseconds(500))
+                    self.consumer.reject(delivery, requeue: true)
+                }
+            }
         }
+    }
+
+    /// Keeps a message that will never succeed in the dead-letter queue, with where it came from and why.
+    private func deadLetter(_ delivery: AMQPDelivery, reason: String) async {
+        guard let redelivery = self.redelivery else {
+            self.consumer.reject(delivery, requeue: false)
+            return
+        }
+        var properties = delivery.properties
+        properties.headers[Topology.deadQueueHeader] = delivery.queue
+        properties.headers[Topology.deadReasonHeader] = String(reason.prefix(500))
+        do {
+            try await redelivery.publisher.publish(
+                exchange: Topology.deadExchange, routingKey: delivery.routingKey, body: delivery.body, properties: properties)
+            self.consumer.ack(delivery)
+        } catch {
+            // The queue's own dead-letter exchange keeps it (without our headers).
+            self.consumer.reject(delivery, requeue: false)
+        }
+    }
+}
+
+/// Where failed deliveries wait and die: the delay queues and the dead-letter exchange of `Topology`.
+public struct Redelivery: Sendable {
+    public enum Next: Equatable, Sendable {
+        case delay(level: Int)
+        case deadLetter
+    }
+
+    let publisher: AMQPPublisher
+    let maxRetries: Int
+
+    public init(publisher: AMQPPublisher, maxRetries: Int = 10) {
+        self.publisher = publisher
+        self.maxRetries = maxRetries
+    }
+
+    /// A message that failed `retries` times before waits at a growing delay level, until `maxRetries`.
+    public static func next(retries: Int, maxRetries: Int) -> Next {
+        retries >= maxRetries ? .deadLetter : .delay(level: min(retries, Topology.delays.count - 1))
     }
 }
 

@@ -1,0 +1,107 @@
+import Foundation
+import Logging
+import ReelayAMQP
+import ReelayMessaging
+import ReelayService
+import ServiceLifecycle
+import Testing
+
+/// Guards: a message whose handler fails is retried through the delay queues (not hot-looped, not lost), and a message
+/// that can never be handled ends in the dead-letter queue with where it came from and why.
+@Suite("Redelivery", .serialized)
+struct RedeliveryTests {
+    @Test func ladderGrowsThenDeadLetters() {
+        #expect(Redelivery.next(retries: 0, maxRetries: 3) == .delay(level: 0))
+        #expect(Redelivery.next(retries: 1, maxRetries: 3) == .delay(level: 1))
+        #expect(Redelivery.next(retries: 2, maxRetries: 9) == .delay(level: 2))
+        #expect(Redelivery.next(retries: 7, maxRetries: 9) == .delay(level: 2), "the last level repeats")
+        #expect(Redelivery.next(retries: 3, maxRetries: 3) == .deadLetter)
+        #expect(Topology.delayQueue(for: Topology.Queue.dispatch, level: 1) == "reelay.dispatch.delay.5s")
+    }
+
+    @Test func failingHandlerIsRetriedAfterADelayAndPoisonIsDeadLettered() async throws {
+        let vhost = "reelay-it-redelivery-\(UUID().uuidString.prefix(8).lowercased())"
+        try rabbitmqctl(["add_vhost", vhost])
+        try rabbitmqctl(["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"])
+        defer { try? rabbitmqctl(["delete_vhost", vhost]) }
+        let base = ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f"
+        let url = try AMQPURL(String(base[..<base.lastIndex(of: "/")!]) + "/" + vhost)
+        let logger = Logger(label: "it.redelivery")
+        let publisher = AMQPPublisher(url: url, topology: Topology.all, name: "it.publish", logger: logger)
+        publisher.start()
+        let consumer = AMQPConsumer(
+            url: url, topology: Topology.all, queues: [Topology.Queue.dispatch], prefetch: 4, name: "it.consume", logger: logger)
+        let seen = Locked<[(Date, String?, String)]>([])
+        let service = ConsumerService(
+            consumer: consumer, concurrency: 2, logger: logger, redelivery: Redelivery(publisher: publisher, maxRetries: 3)
+        ) { delivery in
+            let text = String(decoding: delivery.body, as: UTF8.self)
+            let count = seen.withLock { list -> Int in
+                list.append((Date(), delivery.properties.headers[Topology.retriesHeader], text))
+                return list.filter { $0.2 == text }.count
+            }
+            if text == "poison" { throw PoisonMessage("cannot parse") }
+            if text == "flaky" && count < 3 { throw TestFailure("transient #\(count)") }
+        }
+        let group = ServiceGroup(services: [service], logger: logger)
+        let running = Task { try await group.run() }
+        try await publisher.publish(exchange: Topology.commandsExchange, routingKey: Topology.RoutingKey.predictionCreate, body: Array("flaky".utf8))
+        try await publisher.publish(exchange: Topology.commandsExchange, routingKey: Topology.RoutingKey.predictionCreate, body: Array("poison".utf8))
+
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, seen.withLock({ $0.filter { $0.2 == "flaky" }.count }) < 3 {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let flaky = seen.withLock { $0.filter { $0.2 == "flaky" } }
+        #expect(flaky.map(\.1) == [nil, "1", "2"], "retries are counted in a header")
+        if flaky.count == 3 {
+            #expect(flaky[1].0.timeIntervalSince(flaky[0].0) >= 0.9, "first retry waits about 1 s")
+            #expect(flaky[2].0.timeIntervalSince(flaky[1].0) >= 4.5, "second retry waits about 5 s")
+        }
+        #expect(seen.withLock { $0.filter { $0.2 == "poison" }.count } == 1, "poison is never retried")
+
+        // The poison message waits in the dead-letter queue with its origin and reason.
+        let dead = AMQPConsumer(url: url, topology: Topology.all, queues: [Topology.Queue.dead], prefetch: 10, name: "it.dead", logger: logger)
+        dead.start()
+        var iterator = dead.deliveries.makeAsyncIterator()
+        let letter = try #require(await iterator.next())
+        #expect(String(decoding: letter.body, as: UTF8.self) == "poison")
+        #expect(letter.properties.headers[Topology.deadQueueHeader] == Topology.Queue.dispatch)
+        #expect(letter.properties.headers[Topology.deadReasonHeader]?.contains("cannot parse") == true)
+        dead.ack(letter)
+        await dead.shutdown()
+        await group.triggerGracefulShutdown()
+        _ = try? await running.value
+        await publisher.shutdown()
+    }
+
+    struct TestFailure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    func rabbitmqctl(_ arguments: [String]) throws {
+        let node = ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "rabbit-test@localhost"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/rabbitmqctl")
+        process.arguments = ["-q", "-n", node] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw TestFailure("rabbitmqctl \(arguments.joined(separator: " ")) failed") }
+    }
+}
+
+/// A lock-protected value for test bookkeeping.
+final class Locked<Value>: @unchecked Sendable {
+    // Every access goes through `lock`.
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        return try body(&self.value)
+    }
+}
