@@ -27,5 +27,5 @@ try await ServiceRunner.run(
     [
         CloseOnShutdown { await publisher.shutdown(); await http.shutdown(); await pool.shutdown() },
         ConsumerService(consumer: commands, concurrency: 16, logger: logger, redelivery: redelivery, handler: dispatcher.handle),
-    ],
+    ] + HealthServer.make(host: configuration.gatewayHost, port: configuration.healthPort, checks: [("postgres", { await pool.ping() }), ("rabbitmq", { publisher.isConnected })], logger: logger),
     logger: logger)

@@ -82,7 +82,8 @@ struct Gateway: Sendable {
         Problem(
             .notFound, title: "Task not found",
             detail: "No task with id '\(Self.clip(idText ?? ""))' is visible to this API key. Check the id; "
-                + "tasks are visible only to the user who submitted them.")
+                + "tasks are visible only to the user who submitted them. A task answered with status 'submitted' "
+                + "appears once the scheduler admits it: retry in a few seconds.")
     }
 
     /// Publishes a command with confirms; a broker that cannot confirm in time becomes 503 (the client may retry).

@@ -47,15 +47,20 @@ extension Gateway {
             logger.info(
                 "submission accepted",
                 metadata: ["verdict": "\(verdict.outcome.rawValue)", "task.accepted_id": .string(TaskJSON.id(verdict.taskID))])
-            guard let task = try await self.tasks.task(id: verdict.taskID) else {
-                // The scheduler replies after its commit, so this means a replica lag or a manual delete: still accepted.
-                let priority = Priority.base(tier: user.tier, retryCount: 0, promptLength: command.prompt.count)
-                var body = TaskJSON.submitted(command, priority: priority)
-                body["id"] = TaskJSON.id(verdict.taskID)
-                return JSONResponse.make(.accepted, body, headers: Self.location(verdict.taskID))
+            do {
+                if let task = try await self.tasks.task(id: verdict.taskID) {
+                    return JSONResponse.make(
+                        .accepted, try await self.representation(task, request: request), headers: Self.location(task.id))
+                }
+            } catch {
+                // The task IS accepted: an error status here would invite a retry, and a retry without an Idempotency-Key
+                // would create a second task. Answer 202 with what we know; the client reads the rest with GET.
+                logger.warning("accepted task could not be read back", metadata: ["error": "\(error)"])
             }
-            return JSONResponse.make(
-                .accepted, try await self.representation(task, request: request), headers: Self.location(task.id))
+            let priority = Priority.base(tier: user.tier, retryCount: 0, promptLength: command.prompt.count)
+            var body = TaskJSON.submitted(command, priority: priority)
+            body["id"] = TaskJSON.id(verdict.taskID)
+            return JSONResponse.make(.accepted, body, headers: Self.location(verdict.taskID))
         case .rejected:
             logger.info("submission rejected", metadata: ["reason": "\(verdict.message ?? "-")"])
             if verdict.httpStatus == 503 {
@@ -81,7 +86,7 @@ extension Gateway {
         [.location: "/v1/tasks/\(TaskJSON.id(id))"]
     }
 
-    private struct Submission {
+    private struct ParsedSubmission {
         var prompt: String
         var inputImageURL: String
         var inputJSON: String?
@@ -89,7 +94,7 @@ extension Gateway {
     }
 
     /// Content type, size, JSON shape and field rules of a submission; every field problem is reported at once (422).
-    private func readSubmission(_ request: Request) async throws -> Submission {
+    private func readSubmission(_ request: Request) async throws -> ParsedSubmission {
         let mediaType = request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
         guard mediaType == "application/json" else {
             throw Problem(
@@ -158,7 +163,7 @@ extension Gateway {
             let data = try JSONSerialization.data(withJSONObject: input, options: [.sortedKeys])
             inputJSON = String(decoding: data, as: UTF8.self)
         }
-        return Submission(
+        return ParsedSubmission(
             prompt: prompt.trimmingCharacters(in: .whitespacesAndNewlines), inputImageURL: imageURL, inputJSON: inputJSON,
             idempotencyKey: idempotencyKey)
     }

@@ -25,5 +25,5 @@ try await ServiceRunner.run(
         ConsumerService(consumer: submissions, concurrency: 200, logger: logger, redelivery: redelivery, handler: scheduler.handleSubmit),
         ConsumerService(consumer: events, concurrency: 8, logger: logger, redelivery: redelivery, handler: scheduler.handleEventOrControl),
         PeriodicService(name: "tick", period: configuration.schedulerTick, logger: logger, body: scheduler.tick),
-    ],
+    ] + HealthServer.make(host: configuration.gatewayHost, port: configuration.healthPort, checks: [("postgres", { await pool.ping() }), ("rabbitmq", { publisher.isConnected })], logger: logger),
     logger: logger)

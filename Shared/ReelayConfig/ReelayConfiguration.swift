@@ -65,6 +65,10 @@ public struct ReelayConfiguration: Sendable {
     /// REPLICATE_HTTP_TIMEOUT_MS (30000): the whole-request timeout of every call to Replicate's API. A create that times
     /// out has an unknown outcome and is reconciled, never blindly repeated.
     public var replicateTimeout: Duration = .seconds(30)
+    /// HEALTH_PORT (unset): when set, the scheduler and the dispatcher serve /healthz and /readyz on it, bound to
+    /// GATEWAY_HOST (for probes); the
+    /// gateway and the webhook service serve them on their own ports.
+    public var healthPort: Int?
 
     /// The admission limits from MAX_USER_ACTIVE_TASKS and MAX_QUEUE_SIZE.
     public var limits: AdmissionLimits {
@@ -89,7 +93,7 @@ public struct ReelayConfiguration: Sendable {
         "MAX_CONCURRENT_TASKS", "MAX_USER_ACTIVE_TASKS", "MAX_QUEUE_SIZE", "MAX_RETRIES", "ADMISSION_TIMEOUT_MS",
         "PRIORITY_AGING_SECONDS", "REPLICATE_CREATE_RATE_PER_MIN", "STORAGE_URL", "GATEWAY_PORT", "WEBHOOK_PORT", "GATEWAY_HOST",
         "WEBHOOK_HOST", "LOG_LEVEL", "LOG_FORMAT", "DISPATCH_LEASE_SECONDS", "PROCESSING_RECONCILE_SECONDS", "SCHEDULER_TICK_MS",
-        "REPLICATE_HTTP_TIMEOUT_MS",
+        "REPLICATE_HTTP_TIMEOUT_MS", "HEALTH_PORT",
         "RETRY_BASE_MS", "RETRY_CAP_MS",
     ]
 
@@ -173,6 +177,9 @@ public struct ReelayConfiguration: Sendable {
             dispatchLease: .seconds(leaseSeconds), processingReconcileAfter: .seconds(reconcileSeconds),
             schedulerTick: .milliseconds(tickMS), retryBackoff: Backoff(base: .milliseconds(retryBaseMS), cap: .milliseconds(retryCapMS)))
         configuration.replicateTimeout = .milliseconds(replicateTimeoutMS)
+        if reader.string("HEALTH_PORT") != nil {
+            configuration.healthPort = try reader.integer("HEALTH_PORT", default: 0, minimum: 1, maximum: 65535)
+        }
         return configuration
     }
 

@@ -1,5 +1,7 @@
 import Foundation
 import Hummingbird
+import Logging
+import ServiceLifecycle
 import ReelayCore
 
 /// An RFC 9457 problem (`application/problem+json`): what was wrong and what to do about it.
@@ -61,5 +63,18 @@ public enum HealthRoutes {
             }
             return JSONResponse.make(ready ? .ok : .serviceUnavailable, ["status": ready ? "ready" : "not ready", "checks": results])
         }
+    }
+}
+
+/// A small HTTP server with only /healthz and /readyz, for services without an HTTP API of their own (scheduler,
+/// dispatcher) when HEALTH_PORT is set.
+public enum HealthServer {
+    public static func make(
+        host: String, port: Int?, checks: [(name: String, check: @Sendable () async -> Bool)], logger: Logger
+    ) -> [any Service] {
+        guard let port else { return [] }
+        let router = Router()
+        HealthRoutes.add(to: router, checks: checks)
+        return [Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: logger)]
     }
 }
