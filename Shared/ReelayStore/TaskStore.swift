@@ -502,8 +502,9 @@ public struct QueueStats: Sendable, Equatable, Codable {
 
 /// Text forms PostgreSQL parses unambiguously.
 public enum PostgresFormat {
+    /// Microsecond precision, as PostgreSQL stores it (ISO 8601 with milliseconds would lose rows at a page boundary).
     public static func timestamp(_ date: Date) -> String {
-        Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(date)
+        PostgresTimestamp.format(date)
     }
 }
 

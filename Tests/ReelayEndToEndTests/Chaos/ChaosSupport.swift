@@ -1,5 +1,11 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A seeded random generator (SplitMix64): the same seed gives the same kills at the same offsets.
 struct ChaosRandom: RandomNumberGenerator, Sendable {
     private var state: UInt64
@@ -65,26 +71,39 @@ func chaosOnOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) a
 }
 
 /// Runs `executable` with `arguments` to its end on a thread of its own; its output is appended to `outputPath`.
-/// Not a pipe: `pg_ctl restart` hands its stderr to the server it starts, and a pipe would then never reach end-of-file.
+///
+/// posix_spawn and waitpid, not Foundation's `Process`: `pg_ctl restart` leaves a server running that inherits the
+/// child's descriptors, and `Process` (which sees an exit through a descriptor the child holds) then never notices that
+/// the script ended. For the same reason the output goes to a file, never a pipe.
 func chaosRunCommand(_ executable: String, _ arguments: [String], outputPath: String) async throws -> Int32 {
     try await chaosOnOwnThread {
-        if !FileManager.default.fileExists(atPath: outputPath) {
-            _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        let fd = open(outputPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw HarnessError("cannot open \(outputPath) for writing (errno \(errno))")
         }
-        guard let output = FileHandle(forWritingAtPath: outputPath) else {
-            throw HarnessError("cannot open \(outputPath) for writing")
+        defer { close(fd) }
+        let header = "$ \(executable) \(arguments.joined(separator: " "))\n"
+        _ = header.withCString { write(fd, $0, strlen($0)) }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, fd, 1)
+        posix_spawn_file_actions_adddup2(&actions, fd, 2)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        guard spawned == 0 else {
+            throw HarnessError("cannot start \(executable) (error \(spawned))")
         }
-        defer { try? output.close() }
-        output.seekToEndOfFile()
-        output.write(Data("$ \(executable) \(arguments.joined(separator: " "))\n".utf8))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return process.terminationStatus
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw HarnessError("waitpid for \(executable) failed (errno \(errno))") }
+        }
+        // WIFEXITED/WEXITSTATUS are macros Swift cannot import: the low 7 bits are the signal, the next byte the code.
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
     }
 }
