@@ -111,10 +111,7 @@ struct Faults {
     /// Guards: a cancel requested while the task is still `dispatching` (the create was sent, its answer is slow, and the
     /// prediction's "start" webhook arrives before that answer) is not lost: the prediction is canceled at Replicate and
     /// the task ends canceled. The create answer is withheld 2.5 s; the start webhook comes at 10% of the 6 s run.
-    @Test(
-        .disabled(
-            "bug: a cancel made while dispatching is dropped when the start webhook records the prediction first "
-                + "(Dispatcher.cancel needs replicate_task_id; Finalizer's start path never re-sends the cancel)"))
+    @Test
     func cancelWhileTheCreateIsInFlight() async throws {
         try await Faulty.withSystem(
             "cancel-in-flight", overrides: ["REPLICATE_HTTP_TIMEOUT_MS": "10000"],
@@ -277,10 +274,7 @@ struct Faults {
 
     /// Guards: the history says why an attempt went back to the queue ("why is my task still waiting"): a create
     /// answered 500 is recorded as a server error, not as "the create never reached Replicate".
-    @Test(
-        .disabled(
-            "bug: a 5xx on create is retried by the lease sweep with reason 'the create never reached Replicate' "
-                + "(Dispatcher.reconcile returns early inside the in-flight window and drops fallbackReason)"))
+    @Test
     func serverErrorIsTheRecordedReason() async throws {
         try await Faulty.withSystem(
             "create-500-reason", overrides: ["MAX_RETRIES": "10", "REPLICATE_HTTP_TIMEOUT_MS": "1000"],
@@ -555,6 +549,37 @@ struct Faults {
             let history = try await system.transitions(id)
             #expect(history.map(\.to) == ["pending", "dispatching", "processing", "completed"], "\(history)")
             let stats = try await system.standin.stats()
+            expectStandin(stats, predictions: [id: 1], maxRunning: 1)
+        }
+    }
+
+    /// Guards: SIGTERM still stops the dispatcher cleanly (exit 0 within 20 s) while one of its creates hangs at
+    /// Replicate (answer withheld 25 s, longer than the shutdown budget); the create it gave up on is reconciled by the
+    /// next dispatcher, never repeated, and the task completes.
+    @Test func sigtermWhileACreateHangs() async throws {
+        try await Faulty.withSystem(
+            "sigterm-hanging-create",
+            standin: ["STANDIN_FAULT_CREATE_TIMEOUT": "100", "STANDIN_FAULT_TIMEOUT_MS": "25000", "STANDIN_RUN_MS": "3000"]
+        ) { system in
+            let user = try FaultUser(system)
+            let id = try await user.submit("hanging")
+            try await eventually("the create sent to Replicate", timeout: .seconds(10), every: .milliseconds(20)) {
+                try await system.standin.stats()["creates"].int == 1
+            }
+            let dispatcher = try #require(system.process("dispatcher"))
+            let clock = ContinuousClock()
+            let started = clock.now
+            let code = await dispatcher.terminate(grace: .seconds(30))
+            let took = clock.now - started
+            #expect(code == 0, "the dispatcher exited \(code.map(String.init) ?? "?")\n\(dispatcher.logTail(lines: 20))")
+            #expect(took < .seconds(20), "the dispatcher took \(took) to stop")
+
+            try await system.standin.setFaults(["create_timeout": 0])
+            try system.startService("dispatcher")
+            try await user.waitFor(id, status: "completed", timeout: .seconds(30))
+            #expect(try await system.row(id).int("attempt") == 1)
+            let stats = try await system.standin.stats()
+            #expect(stats["create_attempts"].int == 1, "never a second create: \(stats)")
             expectStandin(stats, predictions: [id: 1], maxRunning: 1)
         }
     }

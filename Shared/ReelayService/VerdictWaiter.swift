@@ -10,7 +10,7 @@ import ReelayMessaging
 /// does; `wait` then picks up a verdict that is already there. Every waiter is resumed exactly once: by its verdict, by
 /// its timeout (nil), or by the cancellation of its task (nil). A verdict nobody expects any more (it came after the
 /// timeout) is dropped: the client already has a 202 "submitted" and reads the outcome with GET.
-final class VerdictWaiter: Sendable {
+public final class VerdictWaiter: Sendable {
     private enum Entry {
         /// `expect` was called; neither the verdict nor `wait` has come yet.
         case expecting
@@ -23,23 +23,23 @@ final class VerdictWaiter: Sendable {
     private let entries = NIOLockedValueBox<[String: Entry]>([:])
     private let logger: Logger
 
-    init(logger: Logger) {
+    public init(logger: Logger) {
         self.logger = logger
     }
 
     /// Registers interest in the verdict for `correlationID`; call before publishing the command.
-    func expect(_ correlationID: String) {
+    public func expect(_ correlationID: String) {
         self.entries.withLockedValue { $0[correlationID] = .expecting }
     }
 
     /// Drops interest without waiting (the publish failed).
-    func forget(_ correlationID: String) {
+    public func forget(_ correlationID: String) {
         self.resolve(correlationID, with: nil)
     }
 
     /// Suspends until the verdict for `correlationID` arrives, or returns nil after `timeout` or on task cancellation.
     /// Returns nil at once when `expect` was not called (or the entry was already resolved).
-    func wait(for correlationID: String, timeout: Duration) async -> AdmissionVerdict? {
+    public func wait(for correlationID: String, timeout: Duration) async -> AdmissionVerdict? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<AdmissionVerdict?, Never>) in
                 let timer = Task {
@@ -73,12 +73,12 @@ final class VerdictWaiter: Sendable {
 
     /// Hands a verdict from the reply queue to its waiter. Returns false when nobody expects it (late or unknown).
     @discardableResult
-    func deliver(_ verdict: AdmissionVerdict, correlationID: String) -> Bool {
+    public func deliver(_ verdict: AdmissionVerdict, correlationID: String) -> Bool {
         self.resolve(correlationID, with: verdict)
     }
 
     /// The number of requests currently expecting a verdict (for tests and debugging).
-    var pendingCount: Int {
+    public var pendingCount: Int {
         self.entries.withLockedValue { $0.count }
     }
 
@@ -116,7 +116,7 @@ final class VerdictWaiter: Sendable {
 extension VerdictWaiter {
     /// Handles one delivery of the reply queue. Never throws: a reply is acked whatever it holds, since redelivering an
     /// unreadable or late verdict cannot help anybody.
-    func handleReply(_ delivery: AMQPDelivery) {
+    public func handleReply(_ delivery: AMQPDelivery) {
         let verdict: AdmissionVerdict
         do {
             verdict = try MessageCodec.decode(AdmissionVerdict.self, from: delivery.body)
@@ -128,7 +128,7 @@ extension VerdictWaiter {
         if !self.deliver(verdict, correlationID: correlationID) {
             self.logger.debug(
                 "admission verdict arrived after its request stopped waiting",
-                metadata: ["task.id": .string(TaskJSON.id(verdict.taskID)), "verdict": "\(verdict.outcome.rawValue)"])
+                metadata: ["task.id": "\(verdict.taskID.uuidString.lowercased())", "verdict": "\(verdict.outcome.rawValue)"])
         }
     }
 }
