@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ReelayAMQP
 
@@ -11,6 +12,9 @@ public struct MessageBus: Sendable {
 
     /// Returns once the broker confirmed the message.
     public func publish<M: BusMessage>(_ message: M, properties: AMQPProperties = AMQPProperties()) async throws {
+        var properties = properties
+        // Every message gets an id, so a dead letter can be named when it is listed or replayed.
+        if properties.messageID == nil { properties.messageID = UUID().uuidString.lowercased() }
         try await self.publisher.publish(
             exchange: M.exchange, routingKey: message.routingKey, body: MessageCodec.encode(message), properties: properties)
     }

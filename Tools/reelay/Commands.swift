@@ -10,9 +10,9 @@ import ReelayStore
 struct ReelayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reelay",
-        abstract: "Operate Reelay: migrate the database, create API keys, read queue statistics.",
+        abstract: "Operate Reelay: migrate the database, create API keys, read queue statistics, inspect and replay dead letters.",
         discussion: "Settings come from the environment (DATABASE_URL, LOG_LEVEL...), as for the services.",
-        subcommands: [Migrate.self, Keys.self, Stats.self])
+        subcommands: [Migrate.self, Keys.self, Stats.self, DeadLetters.self])
 }
 
 /// `reelay migrate`
