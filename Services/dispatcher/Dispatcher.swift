@@ -63,7 +63,7 @@ struct Dispatcher: Sendable {
         case .unreachable(let reason, let mayHaveBeenSent):
             if mayHaveBeenSent {
                 self.logger.warning("create outcome unknown; reconciling", metadata: metadata.merging(["error": "\(reason)"]) { $1 })
-                try await self.reconcile(command)
+                try await self.reconcile(command, fallbackReason: "Replicate did not answer the create (\(reason))")
             } else {
                 try await self.retry(task, reason: "Replicate could not be reached (\(reason))")
             }
@@ -108,18 +108,12 @@ struct Dispatcher: Sendable {
             }
             try await self.finish(task, to: .failed, reason: "Replicate refused the create (\(status))", message: message)
         case .rateLimited(let retryAfter):
-            // Not created: safe to try again after the reset. Every dispatcher waits too (the shared bucket is blocked),
-            // and the task goes back to the queue without spending one of its retries.
+            // Not created: safe to try again after the reset. Every dispatcher waits too (the shared bucket is blocked);
+            // the task counts a retry (ARCHITECTURE.md "Retries") and waits at least until the reset.
             let wait = retryAfter ?? Self.defaultRateLimitPause
             try await self.rateLimits.block(Self.createBucket, for: wait)
             self.logger.warning("Replicate rate limit; all dispatchers pause", metadata: ["task.id": "\(task.id)", "pause.seconds": "\(wait.seconds)"])
-            if let updated = try await self.store.transition(
-                taskID: task.id, attempt: task.attempt, from: [.dispatching], to: .pending,
-                reason: "Replicate rate limit (429); retrying in \(wait.seconds) s",
-                changes: TaskChanges(errorMessage: "Waiting for Replicate's rate limit to reset", notBefore: wait))
-            {
-                try await self.publishEvent(updated, reason: "rate limited")
-            }
+            try await self.retry(task, reason: "Replicate rate limit (429), resets in \(wait.seconds) s", notBefore: wait)
         case .transient(let message):
             // A 5xx on create is ambiguous: the prediction may exist. Look before trying again.
             self.logger.warning(
@@ -163,6 +157,8 @@ struct Dispatcher: Sendable {
     /// Finds out what became of an attempt: by its prediction id when known, else by listing recent predictions and
     /// matching the task and attempt in their webhook URLs. A terminal answer goes to the finalizer exactly as a webhook
     /// would; an attempt with no prediction at all is retried.
+    /// - Parameter fallbackReason: set when this dispatcher's own create call has ended (a 5xx, a timeout): no create can
+    ///   be in flight any more, and a missing prediction is retried with this reason.
     private func reconcile(_ command: PredictionCommand, fallbackReason: String? = nil) async throws {
         guard let task = try await self.store.task(id: command.taskID), task.attempt == command.attempt, task.status.holdsSlot else {
             return
@@ -180,7 +176,9 @@ struct Dispatcher: Sendable {
             prediction = try await self.findPrediction(task: task)
         }
         guard let prediction else {
-            if let attempted = task.createAttemptedAt, Date().timeIntervalSince(attempted) < self.configuration.replicateTimeout.seconds + 5 {
+            if fallbackReason == nil, let attempted = task.createAttemptedAt,
+                Date().timeIntervalSince(attempted) < self.configuration.replicateTimeout.seconds + 5
+            {
                 // The create may still be in flight at another dispatcher: its answer, its webhook or the next lease
                 // sweep settles it.
                 return
@@ -240,10 +238,10 @@ struct Dispatcher: Sendable {
 
     // MARK: outcomes
 
-    private func retry(_ task: TaskRecord, reason: String) async throws {
+    private func retry(_ task: TaskRecord, reason: String, notBefore: Duration? = nil) async throws {
         if let updated = try await self.store.retryOrFail(
             taskID: task.id, attempt: task.attempt, from: [.dispatching], reason: reason, maxRetries: self.configuration.maxRetries,
-            backoff: self.configuration.retryBackoff)
+            backoff: self.configuration.retryBackoff, atLeast: notBefore)
         {
             self.logger.notice("attempt failed", metadata: ["task.id": "\(task.id)", "status": "\(updated.status)", "reason": "\(reason)"])
             try await self.publishEvent(updated, reason: reason)

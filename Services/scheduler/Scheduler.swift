@@ -27,6 +27,9 @@ struct Scheduler: Sendable {
         self.passes = PassTrigger { try await pass.run() }
     }
 
+    /// How long a requested cancel may go unconfirmed before it is sent again.
+    static let cancelResendAfter: Duration = .seconds(5)
+
     /// A submission from the gateway: admit (batched with its neighbours into one transaction), reply, fill slots.
     func handleSubmit(_ delivery: AMQPDelivery) async throws {
         let command = try delivery.decode(SubmitTaskCommand.self)
@@ -89,6 +92,11 @@ struct Scheduler: Sendable {
             self.logger.notice(
                 "lease expired", metadata: ["task.id": "\(task.id)", "task.attempt": "\(task.attempt)", "action": "\(action.rawValue)"])
             try await self.bus.publish(PredictionCommand(action: action, taskID: task.id, attempt: task.attempt))
+        }
+        for task in try await self.store.unconfirmedCancels(after: Self.cancelResendAfter) {
+            try await self.store.touch(taskID: task.id, attempt: task.attempt)
+            self.logger.notice("cancel not confirmed yet; sending it again", metadata: ["task.id": "\(task.id)"])
+            try await self.bus.publish(PredictionCommand(action: .cancel, taskID: task.id, attempt: task.attempt))
         }
         for task in try await self.store.staleProcessing(after: self.configuration.processingReconcileAfter) {
             try await self.store.touch(taskID: task.id, attempt: task.attempt)

@@ -68,6 +68,10 @@ struct Finalizer: Sendable {
                     reason: "prediction \(prediction.id) started", changes: TaskChanges(replicateTaskID: prediction.id))
                 {
                     try await self.publish(updated, reason: "prediction started")
+                    if updated.cancelRequestedAt != nil {
+                        // The user canceled while the create was in flight: now there is a prediction to cancel.
+                        try await self.bus.publish(PredictionCommand(action: .cancel, taskID: updated.id, attempt: updated.attempt))
+                    }
                 }
             }
             if case .unknown(let status) = prediction.status {

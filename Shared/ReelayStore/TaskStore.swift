@@ -212,6 +212,22 @@ public struct TaskStore: Sendable {
         }
     }
 
+    /// Running tasks whose cancel was requested but not yet confirmed by Replicate, quiet for `after`: the cancel is sent
+    /// again (a cancel is idempotent at Replicate; a lost command or a race with the create must not let the run finish).
+    public func unconfirmedCancels(after: Duration, limit: Int = 100) async throws -> [TaskRecord] {
+        try await self.pool.withConnection { connection in
+            let result = try await connection.query(
+                """
+                SELECT \(TaskRecord.columns) FROM video_tasks
+                WHERE status = 'processing' AND cancel_requested_at IS NOT NULL
+                  AND updated_at < now() - make_interval(secs => $1::double precision)
+                ORDER BY updated_at LIMIT $2
+                """,
+                [String(after.seconds), String(limit)])
+            return try result.rows.map(TaskRecord.init(row:))
+        }
+    }
+
     /// Pushes a lease forward (a re-sent command gets a fresh lease) without changing anything else.
     public func extendLease(taskID: UUID, attempt: Int, by lease: Duration) async throws -> Bool {
         try await self.pool.withConnection { connection in
@@ -307,7 +323,8 @@ public struct TaskStore: Sendable {
 
     /// A transient failure of `attempt`: back to pending with backoff (slot released), or failed once retries are spent.
     public func retryOrFail(
-        taskID: UUID, attempt: Int, from: Set<TaskStatus>, reason: String, maxRetries: Int, backoff: Backoff
+        taskID: UUID, attempt: Int, from: Set<TaskStatus>, reason: String, maxRetries: Int, backoff: Backoff,
+        atLeast minimumDelay: Duration? = nil
     ) async throws -> TaskRecord? {
         guard let task = try await self.task(id: taskID), task.attempt == attempt, from.contains(task.status) else { return nil }
         if task.retryCount >= maxRetries {
@@ -317,7 +334,7 @@ public struct TaskStore: Sendable {
                 changes: TaskChanges(errorMessage: "Gave up after \(maxRetries) retries: \(reason)"))
         }
         var rng = SystemRandomNumberGenerator()
-        let delay = backoff.delay(retry: task.retryCount, using: &rng)
+        let delay = max(backoff.delay(retry: task.retryCount, using: &rng), minimumDelay ?? .zero)
         return try await self.transition(
             taskID: taskID, attempt: attempt, from: from, to: .pending,
             reason: "retry \(task.retryCount + 1) of \(maxRetries) in \(delay.seconds) s: \(reason)",

@@ -18,6 +18,9 @@ struct ChaosConfiguration: Sendable, CustomTestStringConvertible {
     var seed: UInt64
     /// How long the system may take, after the fault phase, to finish every task and free every slot.
     var drainTimeout: Duration
+    /// Users arrive one after another over this window (from the start of the fault phase), so submissions keep coming
+    /// while services die and servers restart instead of all landing in the first second.
+    var arrivalWindow: Duration
     var maxConcurrentTasks = 5
     var maxUserActiveTasks = 3
     /// Stand-in fault percentages during the fault phase (issue 3: 5% 5xx, 3% 429 on create, some creates that time out
@@ -36,22 +39,41 @@ struct ChaosConfiguration: Sendable, CustomTestStringConvertible {
     static func short(seed: UInt64) -> ChaosConfiguration {
         ChaosConfiguration(
             name: "short", tasks: 60, users: 20, faultPhase: .seconds(20), killInterval: .seconds(3), restartRabbitMQ: true,
-            restartPostgres: true, seed: seed, drainTimeout: .seconds(90))
+            restartPostgres: true, seed: seed, drainTimeout: .seconds(90), arrivalWindow: .seconds(10))
     }
 
     /// Issue 3's run: 300 tasks from 30 users, a kill every ~4 s for 90 s, one broker and one database restart.
     static func full(seed: UInt64) -> ChaosConfiguration {
         ChaosConfiguration(
             name: "full", tasks: 300, users: 30, faultPhase: .seconds(90), killInterval: .seconds(4), restartRabbitMQ: true,
-            restartPostgres: true, seed: seed, drainTimeout: .seconds(240))
+            restartPostgres: true, seed: seed, drainTimeout: .seconds(240), arrivalWindow: .seconds(30))
     }
 
     /// The full run when REELAY_CHAOS_FULL=1, else the short one; REELAY_CHAOS_SEED fixes the seed (else a random one,
-    /// printed in the report so a failing run can be repeated).
+    /// printed in the report so a failing run can be repeated). For harsher exploratory runs: REELAY_CHAOS_TASKS,
+    /// REELAY_CHAOS_USERS, REELAY_CHAOS_FAULT_SECONDS, REELAY_CHAOS_KILL_INTERVAL_MS and REELAY_CHAOS_STANDIN_FAULTS
+    /// ("create_timeout=10,webhook_drop=10"; names as the stand-in's POST /_standin/faults).
     static func selected(environment: [String: String] = ProcessInfo.processInfo.environment) -> ChaosConfiguration {
         let seed = environment["REELAY_CHAOS_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...999_999)
         let full = ["1", "true", "yes"].contains(environment["REELAY_CHAOS_FULL"]?.lowercased() ?? "")
-        return full ? .full(seed: seed) : .short(seed: seed)
+        var configuration = full ? ChaosConfiguration.full(seed: seed) : ChaosConfiguration.short(seed: seed)
+        func positive(_ name: String) -> Int? {
+            environment[name].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }
+        }
+        if let tasks = positive("REELAY_CHAOS_TASKS") { configuration.tasks = tasks }
+        if let users = positive("REELAY_CHAOS_USERS") { configuration.users = users }
+        if let seconds = positive("REELAY_CHAOS_FAULT_SECONDS") {
+            configuration.faultPhase = .seconds(seconds)
+            configuration.arrivalWindow = .seconds(seconds / 2)
+        }
+        if let millis = positive("REELAY_CHAOS_KILL_INTERVAL_MS") { configuration.killInterval = .milliseconds(millis) }
+        for entry in (environment["REELAY_CHAOS_STANDIN_FAULTS"] ?? "").split(separator: ",") {
+            let parts = entry.split(separator: "=").map { $0.trimmingCharacters(in: .whitespaces) }
+            if parts.count == 2, let percent = Int(parts[1]), (0...100).contains(percent) {
+                configuration.standinFaults[parts[0]] = percent
+            }
+        }
+        return configuration
     }
 
     /// Settings that make recovery fast enough to watch within a test (see ReelayConfiguration for their meaning).
@@ -89,8 +111,8 @@ struct ChaosConfiguration: Sendable, CustomTestStringConvertible {
     }
 
     var testDescription: String {
-        "\(self.name): \(self.tasks) tasks from \(self.users) users, \(self.faultPhase.chaosSeconds) s of faults, "
-            + "a kill every ~\(self.killInterval.chaosSeconds) s, seed \(self.seed)"
+        "\(self.name) run: \(self.tasks) tasks from \(self.users) users, \(Int(self.faultPhase.chaosSeconds)) s of faults, "
+            + "a kill every ~\(Int(self.killInterval.chaosSeconds)) s, seed \(self.seed)"
     }
 }
 

@@ -19,6 +19,8 @@ struct ChaosReport: Sendable {
     var configuration: ChaosConfiguration
     /// The test folder holding every service's log and chaos.log.
     var folder: String
+    /// The run's database (kept for inspection when an invariant failed, dropped otherwise).
+    var database: String
     var figures: [Figure]
     var invariants: [Invariant]
     /// Seconds from the end of the fault phase until every task was final and no slot was held; nil when it never drained.
@@ -32,6 +34,7 @@ struct ChaosReport: Sendable {
         var lines = [
             "== Reelay chaos run \"\(config.name)\": \(config.tasks) tasks from \(config.users) users, seed \(config.seed) ==",
             "logs: \(self.folder) (chaos.log has the run's own timeline)",
+            "database: \(self.database)" + (self.failed.isEmpty ? " (dropped)" : " (kept for inspection)"),
         ]
         let labelWidth = self.figures.map(\.label.count).max() ?? 0
         for figure in self.figures {

@@ -29,17 +29,46 @@ struct ChaosRun: Sendable {
         let log = ChaosLog(path: system.folder + "/chaos.log", start: ContinuousClock.now)
         do {
             let report = try await self.run(system, client: client, log: log)
-            log.close()
             await client.shutdown()
             await system.stop()
+            await self.cleanUp(system, log: log, keepDatabase: !report.failed.isEmpty)
+            log.close()
             return report
         } catch {
             let tails = system.logTails()
-            log.close()
             await client.shutdown()
             await system.stop()
+            await self.cleanUp(system, log: log, keepDatabase: true)
+            log.close()
             throw HarnessError("the chaos run could not complete: \(error)\n\(tails)")
         }
+    }
+
+    /// Deletes the run's RabbitMQ vhost: every vhost left behind keeps its quorum queues' file-handle reservations, and
+    /// the test broker (ulimit -n 1024) stops accepting connections once about fifty of them pile up. The database goes
+    /// too, unless an invariant failed (then its rows are the evidence).
+    private func cleanUp(_ system: RunningSystem, log: ChaosLog, keepDatabase: Bool) async {
+        let vhost = system.environment["AMQP_URL"].flatMap { URL(string: $0)?.path }.map { String($0.dropFirst()) } ?? ""
+        if vhost.hasPrefix("reelay-e2e-") {
+            let node = ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "rabbit-test@localhost"
+            let failure = await self.command("/usr/sbin/rabbitmqctl", ["-q", "-n", node, "delete_vhost", vhost], log: log)
+            log.write("deleted vhost \(vhost)" + (failure.map { " failed: \($0)" } ?? ""))
+        }
+        let database = String(URL(string: system.databaseURL)?.path.dropFirst() ?? "")
+        guard database.hasPrefix("reelay_e2e_") else { return }
+        if keepDatabase {
+            log.write("kept database \(database) for inspection", echo: true)
+            return
+        }
+        let baseURL = ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgresql://reelay@127.0.0.1:55433/reelay_test"
+        let admin = PostgresPool(url: baseURL, size: 1, name: "chaos-cleanup", logger: Logger(label: "reelay.chaos"))
+        do {
+            _ = try await admin.withConnection { try await $0.query("DROP DATABASE IF EXISTS \(database) WITH (FORCE)") }
+            log.write("dropped database \(database)")
+        } catch {
+            log.write("dropping database \(database) failed: \(error)")
+        }
+        await admin.shutdown()
     }
 
     private func run(_ system: RunningSystem, client: HTTPClient, log: ChaosLog) async throws -> ChaosReport {
@@ -62,7 +91,7 @@ struct ChaosRun: Sendable {
         let ledger = ChaosLedger()
         let workload = ChaosWorkload(
             users: users, gatewayURL: system.gatewayURL, client: client, ledger: ledger, log: log,
-            maxActive: configuration.maxUserActiveTasks)
+            maxActive: configuration.maxUserActiveTasks, arrivalWindow: configuration.arrivalWindow)
         let started = clock.now
         log.write("workload and faults start", echo: true)
         async let work: Void = workload.run()
@@ -97,6 +126,7 @@ struct ChaosRun: Sendable {
             case restartPostgres
         }
 
+        /// Seconds since the fault phase started.
         var at: Double
         var kind: Kind
         /// How long the fault took (a server restart's outage).
@@ -130,12 +160,13 @@ struct ChaosRun: Sendable {
             guard next < end else { break }
             try? await Task.sleep(until: next, clock: clock)
             let fault: Fault
+            let at = (clock.now - start).chaosSeconds
             if let restart, restart.at <= nextKill {
                 restarts.removeFirst()
-                fault = await self.restart(restart.kind, log: log)
+                fault = await self.restart(restart.kind, at: at, log: log)
             } else {
                 let service = Self.services.randomElement(using: &random) ?? "gateway"
-                fault = await self.kill(service, system: system, log: log)
+                fault = await self.kill(service, at: at, system: system, log: log)
                 nextKill = max(nextKill, clock.now) + after(interval * Double.random(in: 0.5...1.5, using: &random))
             }
             faults.append(fault)
@@ -149,8 +180,7 @@ struct ChaosRun: Sendable {
         return faults
     }
 
-    private func kill(_ service: String, system: RunningSystem, log: ChaosLog) async -> Fault {
-        let at = log.elapsed
+    private func kill(_ service: String, at: Double, system: RunningSystem, log: ChaosLog) async -> Fault {
         let started = ContinuousClock.now
         guard let process = system.process(service) else {
             return Fault(at: at, kind: .kill(service), seconds: 0, failure: "no process named \(service)")
@@ -170,8 +200,7 @@ struct ChaosRun: Sendable {
         return Fault(at: at, kind: .kill(service), seconds: (ContinuousClock.now - started).chaosSeconds, failure: failure)
     }
 
-    private func restart(_ kind: Fault.Kind, log: ChaosLog) async -> Fault {
-        let at = log.elapsed
+    private func restart(_ kind: Fault.Kind, at: Double, log: ChaosLog) async -> Fault {
         let started = ContinuousClock.now
         var failure: String?
         switch kind {
@@ -203,7 +232,7 @@ struct ChaosRun: Sendable {
     private func command(_ executable: String, _ arguments: [String], log: ChaosLog) async -> String? {
         let outputPath = (log.path as NSString).deletingLastPathComponent + "/commands.log"
         do {
-            let status = try await chaosRunCommand(executable, arguments, outputPath: outputPath)
+            let status = try await chaosRunCommand(executable, arguments, outputPath: outputPath, timeout: .seconds(60))
             return status == 0 ? nil : "\(executable) \(arguments.joined(separator: " ")) exited \(status) (see \(outputPath))"
         } catch {
             return "\(executable) could not run: \(error)"
@@ -337,14 +366,14 @@ struct ChaosRun: Sendable {
 
         // 3. The global limit held at Replicate, and no user exceeded its own.
         let peak = stats["peak_running"].int ?? Int.max
-        let timeline = try await Timeline.load(system.pool)
-        let slotPeak = Self.peakSlots(timeline)
+        let history = try await self.historyPeaks(system)
+        let slotPeak = history.slots
         invariants.append(
             ChaosReport.Invariant(
                 name: "stand-in never ran more than MAX_CONCURRENT_TASKS", passed: peak <= configuration.maxConcurrentTasks,
                 numbers: "peak \(peak) running at the stand-in (limit \(configuration.maxConcurrentTasks)); "
                     + "peak \(slotPeak) slots held according to task_events"))
-        let userPeaks = timeline.peakActivePerUser()
+        let userPeaks = history.users
         let overLimit = userPeaks.filter { $0.value > configuration.maxUserActiveTasks }
         invariants.append(
             ChaosReport.Invariant(
@@ -387,7 +416,8 @@ struct ChaosRun: Sendable {
             rows: rows, counts: counts, stats: stats, faults: faults, backlog: backlog, drainSeconds: drainSeconds,
             workloadSeconds: workloadSeconds)
         return ChaosReport(
-            configuration: configuration, folder: system.folder, figures: figures, invariants: invariants, drainSeconds: drainSeconds)
+            configuration: configuration, folder: system.folder, database: String(URL(string: system.databaseURL)?.path.dropFirst() ?? ""),
+            figures: figures, invariants: invariants, drainSeconds: drainSeconds)
     }
 
     private func figures(
@@ -444,7 +474,8 @@ struct ChaosRun: Sendable {
                     + "peak running \(stat("peak_running"))"),
             ChaosReport.Figure(
                 label: "timing",
-                value: "fault phase \(chaosSeconds(configuration.faultPhase.chaosSeconds)) s, last fault at +"
+                value: "fault phase \(chaosSeconds(configuration.faultPhase.chaosSeconds)) s (users arriving over the first "
+                    + "\(chaosSeconds(configuration.arrivalWindow.chaosSeconds)) s), last fault at +"
                     + "\(faults.last.map { chaosSeconds($0.at) } ?? "-") s; \(backlog) tasks unfinished when it ended; "
                     + (drainSeconds.map { "drained \(chaosSeconds($0)) s after the last fault" } ?? "never drained")),
         ]
@@ -480,19 +511,43 @@ struct ChaosRun: Sendable {
         throw HarnessError("reading video_tasks failed: \(lastError.map { "\($0)" } ?? "?")")
     }
 
-    /// The most tasks holding a slot at once according to the history (a cross-check of the stand-in's figure).
-    private static func peakSlots(_ timeline: Timeline) -> Int {
-        var holding = Set<String>()
-        var peak = 0
-        for event in timeline.events {
-            if event.to == "dispatching" || event.to == "processing" {
-                holding.insert(event.task)
-            } else {
-                holding.remove(event.task)
-            }
-            peak = max(peak, holding.count)
+    /// From task_events in insertion order: the most tasks holding a slot at once, and each user's most active tasks.
+    ///
+    /// Insertion order (the id), not `at`: `at` is the transaction's start, so a claim that waited for the scheduling
+    /// lock would sort before the release it was waiting for. A transaction only relies on changes committed before it
+    /// read them, and those rows were inserted (and got their ids) earlier.
+    private func historyPeaks(_ system: RunningSystem) async throws -> (slots: Int, users: [String: Int]) {
+        let result = try await system.pool.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT e.task_id::text AS task, t.user_uuid::text AS user_id, e.from_status, e.to_status
+                FROM task_events e JOIN video_tasks t ON t.id = e.task_id ORDER BY e.id
+                """)
         }
-        return peak
+        var holding = Set<String>()
+        var slotPeak = 0
+        var active: [String: Int] = [:]
+        var userPeaks: [String: Int] = [:]
+        for row in result.rows {
+            let task = try row.string("task")
+            let user = try row.string("user_id")
+            let from = row["from_status"]
+            let to = try row.string("to_status")
+            if to == "dispatching" || to == "processing" {
+                holding.insert(task)
+            } else {
+                holding.remove(task)
+            }
+            slotPeak = max(slotPeak, holding.count)
+            // Admitted (+1) and finished after admission (-1); a refusal (nil -> rejected) never counted.
+            if from == nil && to == "pending" {
+                active[user, default: 0] += 1
+            } else if from != nil && Self.terminal.contains(to) {
+                active[user, default: 0] -= 1
+            }
+            userPeaks[user] = max(userPeaks[user] ?? 0, active[user] ?? 0)
+        }
+        return (slotPeak, userPeaks)
     }
 
     /// "; lost: a, b, c (and 4 more)" for a non-empty list.

@@ -75,7 +75,8 @@ func chaosOnOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) a
 /// posix_spawn and waitpid, not Foundation's `Process`: `pg_ctl restart` leaves a server running that inherits the
 /// child's descriptors, and `Process` (which sees an exit through a descriptor the child holds) then never notices that
 /// the script ended. For the same reason the output goes to a file, never a pipe.
-func chaosRunCommand(_ executable: String, _ arguments: [String], outputPath: String) async throws -> Int32 {
+/// After `timeout` the command is killed (SIGKILL) and this throws: a wedged broker must not hang the run.
+func chaosRunCommand(_ executable: String, _ arguments: [String], outputPath: String, timeout: Duration) async throws -> Int32 {
     try await chaosOnOwnThread {
         let fd = open(outputPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
@@ -99,8 +100,19 @@ func chaosRunCommand(_ executable: String, _ arguments: [String], outputPath: St
             throw HarnessError("cannot start \(executable) (error \(spawned))")
         }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { throw HarnessError("waitpid for \(executable) failed (errno \(errno))") }
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let waited = waitpid(pid, &status, WNOHANG)
+            if waited == pid { break }
+            if waited < 0 && errno != EINTR {
+                throw HarnessError("waitpid for \(executable) failed (errno \(errno))")
+            }
+            if ContinuousClock.now >= deadline {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                throw HarnessError("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout)")
+            }
+            usleep(50_000)
         }
         // WIFEXITED/WEXITSTATUS are macros Swift cannot import: the low 7 bits are the signal, the next byte the code.
         let signal = status & 0x7f

@@ -87,6 +87,8 @@ struct ChaosWorkload: Sendable {
     let ledger: ChaosLedger
     let log: ChaosLog
     let maxActive: Int
+    /// User i starts after i/users of this window.
+    let arrivalWindow: Duration
 
     static let pollInterval: Duration = .milliseconds(500)
     static let finished: Set<String> = ["completed", "failed", "canceled"]
@@ -94,8 +96,13 @@ struct ChaosWorkload: Sendable {
     /// Returns when every user got all its tasks through, or the ledger was stopped.
     func run() async {
         await withTaskGroup(of: Void.self) { group in
+            let count = max(1, self.users.count)
             for user in self.users {
-                group.addTask { await self.run(user) }
+                let delay = self.arrivalWindow * user.index / count
+                group.addTask {
+                    try? await Task.sleep(for: delay)
+                    await self.run(user)
+                }
             }
         }
     }

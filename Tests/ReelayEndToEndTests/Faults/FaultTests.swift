@@ -257,7 +257,7 @@ struct Faults {
                 let history = try await system.transitions(id)
                 let backToPending = history.filter { $0.from == "dispatching" && $0.to == "pending" }
                 #expect(backToPending.count == retries, "\(history)")
-                // The stored reason is the lease sweep's ("the create never reached Replicate"), not the 500: see the report.
+                // The stored reason is the lease sweep's, not the 500 (a bug: see serverErrorIsTheRecordedReason).
                 #expect(backToPending.allSatisfy { $0.reason.hasPrefix("retry ") }, "\(history)")
                 #expect(history.filter { $0.to == "completed" }.count == 1)
             }
@@ -343,11 +343,10 @@ struct Faults {
 
     // MARK: 7. 429 on create
 
-    /// Guards: a create refused with 429 (nothing created) goes back to the queue and is tried again after the wait, and
-    /// the task completes from one prediction. By design (commit 645d334) a 429 does not spend one of the task's retries,
-    /// so retry_count stays 0 however long the rate limit lasts; the retries are visible in the history instead.
+    /// Guards: a create refused with 429 (nothing created) goes back to the queue, counts a retry (ARCHITECTURE.md
+    /// "Retries"), is tried again no sooner than the reset, and the task completes from one prediction.
     @Test func rateLimitedCreate() async throws {
-        try await Faulty.withSystem("create-429", standin: ["STANDIN_FAULT_CREATE_429": "100"]) { system in
+        try await Faulty.withSystem("create-429", overrides: ["MAX_RETRIES": "6"], standin: ["STANDIN_FAULT_CREATE_429": "100"]) { system in
             let user = try FaultUser(system)
             let ids = [try await user.submit("429-1"), try await user.submit("429-2")]
             try await eventually("every task refused with 429 at least once", timeout: .seconds(20), every: .milliseconds(200)) {
@@ -363,7 +362,7 @@ struct Faults {
             for id in ids {
                 let task = try await user.waitFor(id, status: "completed", timeout: .seconds(30))
                 #expect(task["error_message"].isNull)
-                #expect(task["retry_count"].int == 0, "a 429 spends no retry: \(task)")
+                #expect(task["retry_count"].int == (try await system.row(id).int("attempt") ?? 0) - 1, "each 429 counts a retry: \(task)")
                 // The user sees the rate-limit retries in the task's own history.
                 let reasons = task["history"].array?.compactMap { $0["reason"].string } ?? []
                 #expect(reasons.contains { $0.contains("rate limit (429)") }, "\(task)")
@@ -553,7 +552,7 @@ struct Faults {
         }
     }
 
-    /// Guards: SIGTERM still stops the dispatcher cleanly (exit 0 within 20 s) while one of its creates hangs at
+    /// Guards: SIGTERM still stops the dispatcher cleanly (exit 0 within its 20 s budget) while one of its creates hangs at
     /// Replicate (answer withheld 25 s, longer than the shutdown budget); the create it gave up on is reconciled by the
     /// next dispatcher, never repeated, and the task completes.
     @Test func sigtermWhileACreateHangs() async throws {
@@ -572,7 +571,9 @@ struct Faults {
             let code = await dispatcher.terminate(grace: .seconds(30))
             let took = clock.now - started
             #expect(code == 0, "the dispatcher exited \(code.map(String.init) ?? "?")\n\(dispatcher.logTail(lines: 20))")
-            #expect(took < .seconds(20), "the dispatcher took \(took) to stop")
+            // The hanging call is abandoned at ServiceRunner's 20 s shutdown budget (the pods' grace period is 30 s):
+            // allow scheduling slack over that budget, nothing more.
+            #expect(took < .seconds(21), "the dispatcher took \(took) to stop")
 
             try await system.standin.setFaults(["create_timeout": 0])
             try system.startService("dispatcher")

@@ -110,6 +110,21 @@ struct RunningSystem: Sendable {
         }
         await self.standin.stop()
         await self.pool.shutdown()
+        await self.dropResources()
+    }
+
+    /// Drops this run's database and RabbitMQ vhost (the logs stay in `folder`): hundreds of idle vhosts, each with its
+    /// quorum queues, slow the shared test broker down for everyone.
+    private func dropResources() async {
+        if let database = self.databaseURL.split(separator: "?").first?.split(separator: "/").last, database.hasPrefix("reelay_e2e_") {
+            let base = ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgresql://reelay@127.0.0.1:55433/reelay_test"
+            let admin = PostgresPool(url: base, size: 1, name: "e2e-drop", logger: Logger(label: "e2e"))
+            _ = try? await admin.withConnection { try await $0.query("DROP DATABASE IF EXISTS \(database) WITH (FORCE)") }
+            await admin.shutdown()
+        }
+        if let vhost = self.environment["AMQP_URL"]?.split(separator: "?").first?.split(separator: "/").last, vhost.hasPrefix("reelay-e2e-") {
+            try? Self.rabbitmqctl(["delete_vhost", String(vhost)])
+        }
     }
 
     func logTails(lines: Int = 15) -> String {
