@@ -98,6 +98,8 @@ start_rabbitmq() {
     if rabbitmqctl_node status >/dev/null 2>&1; then
         log "rabbitmq already running on $AMQP_PORT"
     else
+        # Every vhost's quorum queues hold file handles; the default 1024 wedges a busy test broker.
+        ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
         mq_env rabbitmq-server -detached >/dev/null 2>&1 || mq_env rabbitmq-server >"$MQ_DATA/log/console.log" 2>&1 &
         local i
         for i in $(seq 1 120); do
@@ -122,7 +124,7 @@ case "${1:-}" in
     down) stop_rabbitmq; stop_postgres; log "stopped" ;;
     env) print_env ;;
     restart-rabbitmq) rabbitmqctl_node stop_app >/dev/null; rabbitmqctl_node start_app >/dev/null; log "rabbitmq app restarted" ;;
-    restart-postgres) as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DATA" -m fast -w restart \
+    restart-postgres) as_postgres "$(pg_bin)/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -m fast -w restart \
         -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k /tmp -c max_connections=200 -c fsync=off" >/dev/null; log "postgres restarted" ;;
     *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

@@ -17,10 +17,8 @@ struct ChaosReport: Sendable {
     }
 
     var configuration: ChaosConfiguration
-    /// The test folder holding every service's log and chaos.log.
+    /// The test folder: every service's log, chaos.log, and the tables as they were at the end.
     var folder: String
-    /// The run's database (kept for inspection when an invariant failed, dropped otherwise).
-    var database: String
     var figures: [Figure]
     var invariants: [Invariant]
     /// Seconds from the end of the fault phase until every task was final and no slot was held; nil when it never drained.
@@ -33,8 +31,7 @@ struct ChaosReport: Sendable {
         let config = self.configuration
         var lines = [
             "== Reelay chaos run \"\(config.name)\": \(config.tasks) tasks from \(config.users) users, seed \(config.seed) ==",
-            "logs: \(self.folder) (chaos.log has the run's own timeline)",
-            "database: \(self.database)" + (self.failed.isEmpty ? " (dropped)" : " (kept for inspection)"),
+            "logs: \(self.folder) (chaos.log: the run's timeline; tasks.tsv, task_events.tsv: the database at the end)",
         ]
         let labelWidth = self.figures.map(\.label.count).max() ?? 0
         for figure in self.figures {

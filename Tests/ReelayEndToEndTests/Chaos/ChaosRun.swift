@@ -29,46 +29,48 @@ struct ChaosRun: Sendable {
         let log = ChaosLog(path: system.folder + "/chaos.log", start: ContinuousClock.now)
         do {
             let report = try await self.run(system, client: client, log: log)
+            await self.dumpTables(system, log: log)
             await client.shutdown()
             await system.stop()
-            await self.cleanUp(system, log: log, keepDatabase: !report.failed.isEmpty)
             log.close()
             return report
         } catch {
             let tails = system.logTails()
+            await self.dumpTables(system, log: log)
             await client.shutdown()
             await system.stop()
-            await self.cleanUp(system, log: log, keepDatabase: true)
             log.close()
             throw HarnessError("the chaos run could not complete: \(error)\n\(tails)")
         }
     }
 
-    /// Deletes the run's RabbitMQ vhost: every vhost left behind keeps its quorum queues' file-handle reservations, and
-    /// the test broker (ulimit -n 1024) stops accepting connections once about fifty of them pile up. The database goes
-    /// too, unless an invariant failed (then its rows are the evidence).
-    private func cleanUp(_ system: RunningSystem, log: ChaosLog, keepDatabase: Bool) async {
-        let vhost = system.environment["AMQP_URL"].flatMap { URL(string: $0)?.path }.map { String($0.dropFirst()) } ?? ""
-        if vhost.hasPrefix("reelay-e2e-") {
-            let node = ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "rabbit-test@localhost"
-            let failure = await self.command("/usr/sbin/rabbitmqctl", ["-q", "-n", node, "delete_vhost", vhost], log: log)
-            log.write("deleted vhost \(vhost)" + (failure.map { " failed: \($0)" } ?? ""))
+    /// Writes every task and every history row to tasks.tsv and task_events.tsv in the test folder: `stop()` drops the
+    /// run's database, and these rows are the evidence when an invariant fails.
+    private func dumpTables(_ system: RunningSystem, log: ChaosLog) async {
+        let tables = [
+            (
+                "tasks.tsv",
+                """
+                SELECT id, user_uuid, tier, status, attempt, retry_count, replicate_task_id, error_message, created_at,
+                    dispatched_at, create_attempted_at, started_at, completed_at, idempotency_key
+                FROM video_tasks ORDER BY created_at, id
+                """
+            ),
+            ("task_events.tsv", "SELECT id, task_id, at, from_status, to_status, attempt, reason FROM task_events ORDER BY id"),
+            ("webhook_deliveries.tsv", "SELECT * FROM webhook_deliveries ORDER BY received_at"),
+        ]
+        for (file, sql) in tables {
+            do {
+                let result = try await system.pool.withConnection { try await $0.query(sql) }
+                var lines = [result.rows.first?.columnNames.joined(separator: "\t") ?? ""]
+                for row in result.rows {
+                    lines.append(row.values.map { ($0 ?? "NULL").replacingOccurrences(of: "\t", with: " ") }.joined(separator: "\t"))
+                }
+                try lines.joined(separator: "\n").write(toFile: system.folder + "/" + file, atomically: true, encoding: .utf8)
+            } catch {
+                log.write("could not dump \(file): \(error)")
+            }
         }
-        let database = String(URL(string: system.databaseURL)?.path.dropFirst() ?? "")
-        guard database.hasPrefix("reelay_e2e_") else { return }
-        if keepDatabase {
-            log.write("kept database \(database) for inspection", echo: true)
-            return
-        }
-        let baseURL = ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgresql://reelay@127.0.0.1:55433/reelay_test"
-        let admin = PostgresPool(url: baseURL, size: 1, name: "chaos-cleanup", logger: Logger(label: "reelay.chaos"))
-        do {
-            _ = try await admin.withConnection { try await $0.query("DROP DATABASE IF EXISTS \(database) WITH (FORCE)") }
-            log.write("dropped database \(database)")
-        } catch {
-            log.write("dropping database \(database) failed: \(error)")
-        }
-        await admin.shutdown()
     }
 
     private func run(_ system: RunningSystem, client: HTTPClient, log: ChaosLog) async throws -> ChaosReport {
@@ -99,6 +101,7 @@ struct ChaosRun: Sendable {
         let faults = await self.injectFaults(system, log: log, ledger: ledger)
         await self.switchOffStandinFaults(system, log: log)
         let faultsEnded = clock.now
+        let faultSeconds = (faultsEnded - started).chaosSeconds
         let backlog = configuration.tasks - ledger.counts.jobsDone
         log.write("fault phase over; \(backlog) of \(configuration.tasks) tasks not finished yet", echo: true)
 
@@ -112,8 +115,19 @@ struct ChaosRun: Sendable {
         // check sees whether anything revives a finished task or grabs a slot.
         try await Task.sleep(for: .milliseconds(configuration.webhookDelayMs + 1_000))
 
-        return try await self.check(
-            system, ledger: ledger, faults: faults, backlog: backlog, drainSeconds: drainSeconds, workloadSeconds: workloadSeconds)
+        // Every killed service was restarted at once, so each should still run: one that ended by itself crashed.
+        let exited = Self.services.compactMap { name -> String? in
+            guard let process = system.process(name) else { return "\(name) missing" }
+            return process.isRunning ? nil : "\(name) (pid \(process.pid)) exited with \(process.exitCode.map(String.init) ?? "?")"
+        }
+        let timing = Timing(faults: faultSeconds, backlog: backlog, drain: drainSeconds, workload: workloadSeconds)
+        var report = try await self.check(system, ledger: ledger, faults: faults, timing: timing)
+        report.invariants.append(
+            ChaosReport.Invariant(
+                name: "no service died except by SIGKILL", passed: exited.isEmpty,
+                numbers: "\(Self.services.count - exited.count) of \(Self.services.count) services running at the end"
+                    + Self.examples(exited, label: "exited")))
+        return report
     }
 
     // MARK: Faults
@@ -136,7 +150,8 @@ struct ChaosRun: Sendable {
     }
 
     /// Kills a random service every `killInterval` (jittered), with the RabbitMQ restart at 25% of the phase and the
-    /// PostgreSQL restart at 50%; returns when the phase is over.
+    /// PostgreSQL restart at 50%; returns when the phase is over (its time is up, or after the restarts no more than
+    /// `backlogAtEnd` tasks are left).
     private func injectFaults(_ system: RunningSystem, log: ChaosLog, ledger: ChaosLedger) async -> [Fault] {
         let configuration = self.configuration
         var random = ChaosRandom(seed: configuration.seed)
@@ -154,11 +169,17 @@ struct ChaosRun: Sendable {
         let interval = configuration.killInterval.chaosSeconds
         var nextKill = start + after(interval * Double.random(in: 0.5...1.5, using: &random))
         var faults: [Fault] = []
-        while true {
+        func backlogReached() -> Bool {
+            restarts.isEmpty && configuration.tasks - ledger.counts.jobsDone <= configuration.backlogAtEnd
+        }
+        phase: while true {
             let restart = restarts.first
             let next = restart.map { min($0.at, nextKill) } ?? nextKill
             guard next < end else { break }
-            try? await Task.sleep(until: next, clock: clock)
+            while clock.now < next {
+                if backlogReached() { break phase }
+                try? await Task.sleep(for: min(.milliseconds(250), next - clock.now))
+            }
             let fault: Fault
             let at = (clock.now - start).chaosSeconds
             if let restart, restart.at <= nextKill {
@@ -176,7 +197,9 @@ struct ChaosRun: Sendable {
                     + "\(counts.transportErrors) connection errors, \(counts.unavailable503) 503s",
                 echo: true)
         }
-        try? await Task.sleep(until: end, clock: clock)
+        while clock.now < end && !backlogReached() {
+            try? await Task.sleep(for: min(.milliseconds(250), end - clock.now))
+        }
         return faults
     }
 
@@ -298,9 +321,21 @@ struct ChaosRun: Sendable {
         var finals: [String]
     }
 
-    private func check(
-        _ system: RunningSystem, ledger: ChaosLedger, faults: [Fault], backlog: Int, drainSeconds: Double?, workloadSeconds: Double
-    ) async throws -> ChaosReport {
+    /// How the run went in time.
+    private struct Timing {
+        /// Seconds of the fault phase.
+        var faults: Double
+        /// Tasks unfinished when the fault phase ended.
+        var backlog: Int
+        /// Seconds from the end of the fault phase until drained; nil when it never drained.
+        var drain: Double?
+        /// Seconds from the start of the workload until it ended.
+        var workload: Double
+    }
+
+    private func check(_ system: RunningSystem, ledger: ChaosLedger, faults: [Fault], timing: Timing) async throws -> ChaosReport {
+        let backlog = timing.backlog
+        let drainSeconds = timing.drain
         let configuration = self.configuration
         let rows = try await self.taskRows(system)
         let byID = Dictionary(rows.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
@@ -412,17 +447,13 @@ struct ChaosRun: Sendable {
                 numbers: "\(kills) SIGKILLs, \(rabbitRestarts) RabbitMQ restarts, \(postgresRestarts) PostgreSQL restarts, "
                     + "\(failedFaults.count) failed" + Self.examples(failedFaults.compactMap(\.failure), label: "failures")))
 
-        let figures = self.figures(
-            rows: rows, counts: counts, stats: stats, faults: faults, backlog: backlog, drainSeconds: drainSeconds,
-            workloadSeconds: workloadSeconds)
+        let figures = self.figures(rows: rows, counts: counts, stats: stats, faults: faults, timing: timing)
         return ChaosReport(
-            configuration: configuration, folder: system.folder, database: String(URL(string: system.databaseURL)?.path.dropFirst() ?? ""),
-            figures: figures, invariants: invariants, drainSeconds: drainSeconds)
+            configuration: configuration, folder: system.folder, figures: figures, invariants: invariants, drainSeconds: drainSeconds)
     }
 
     private func figures(
-        rows: [TaskRow], counts: ChaosLedger.Counts, stats: JSON, faults: [Fault], backlog: Int, drainSeconds: Double?,
-        workloadSeconds: Double
+        rows: [TaskRow], counts: ChaosLedger.Counts, stats: JSON, faults: [Fault], timing: Timing
     ) -> [ChaosReport.Figure] {
         let configuration = self.configuration
         let byStatus = Dictionary(grouping: rows, by: \.status).mapValues(\.count)
@@ -449,7 +480,7 @@ struct ChaosRun: Sendable {
                 label: "workload",
                 value: "\(counts.jobsDone)/\(configuration.tasks) tasks finished ("
                     + counts.jobsDoneByStatus.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-                    + ") from \(configuration.users) users in \(chaosSeconds(workloadSeconds)) s"),
+                    + ") from \(configuration.users) users in \(chaosSeconds(timing.workload)) s"),
             ChaosReport.Figure(
                 label: "submissions",
                 value: "\(counts.requests) requests: \(counts.accepted) accepted (\(counts.acceptedAsSubmitted) as \"submitted\"), "
@@ -474,10 +505,10 @@ struct ChaosRun: Sendable {
                     + "peak running \(stat("peak_running"))"),
             ChaosReport.Figure(
                 label: "timing",
-                value: "fault phase \(chaosSeconds(configuration.faultPhase.chaosSeconds)) s (users arriving over the first "
-                    + "\(chaosSeconds(configuration.arrivalWindow.chaosSeconds)) s), last fault at +"
-                    + "\(faults.last.map { chaosSeconds($0.at) } ?? "-") s; \(backlog) tasks unfinished when it ended; "
-                    + (drainSeconds.map { "drained \(chaosSeconds($0)) s after the last fault" } ?? "never drained")),
+                value: "fault phase \(chaosSeconds(timing.faults)) s (users arriving over the first "
+                    + "\(chaosSeconds(configuration.arrivalWindow.chaosSeconds)) s), last kill or restart at +"
+                    + "\(faults.last.map { chaosSeconds($0.at) } ?? "-") s; \(timing.backlog) tasks unfinished when it ended; "
+                    + (timing.drain.map { "drained \(chaosSeconds($0)) s after it" } ?? "never drained")),
         ]
     }
 
