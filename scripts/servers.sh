@@ -98,9 +98,15 @@ start_rabbitmq() {
     if rabbitmqctl_node status >/dev/null 2>&1; then
         log "rabbitmq already running on $AMQP_PORT"
     else
-        # Every vhost's quorum queues hold file handles; the default 1024 wedges a busy test broker.
-        ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
-        mq_env rabbitmq-server -detached >/dev/null 2>&1 || mq_env rabbitmq-server >"$MQ_DATA/log/console.log" 2>&1 &
+        # Every vhost's quorum queues hold file handles; the default 1024 wedges a busy test broker. Debian's wrapper
+        # switches user through su, whose PAM session resets the limit, so as root we switch with setpriv instead.
+        ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+        if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+            (cd /var/lib/rabbitmq && mq_env HOME=/var/lib/rabbitmq setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
+                /usr/lib/rabbitmq/bin/rabbitmq-server -detached) >"$MQ_DATA/log/console.log" 2>&1
+        else
+            mq_env rabbitmq-server -detached >"$MQ_DATA/log/console.log" 2>&1
+        fi
         local i
         for i in $(seq 1 120); do
             rabbitmqctl_node await_startup --timeout 5 >/dev/null 2>&1 && break
