@@ -264,6 +264,7 @@ public struct ReelayConfiguration: Sendable {
             "RETRY_BASE_MS": String(Self.milliseconds(self.retryBackoff.base)),
             "RETRY_CAP_MS": String(Self.milliseconds(self.retryBackoff.cap)),
             "REPLICATE_HTTP_TIMEOUT_MS": String(Self.milliseconds(self.replicateTimeout)),
+            "HEALTH_PORT": self.healthPort.map(String.init) ?? "<unset>",
         ]
     }
 

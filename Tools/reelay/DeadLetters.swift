@@ -111,6 +111,7 @@ enum DeadLetterQueue {
         }
         var seen: [AMQPDelivery] = []
         var replayed: [AMQPDelivery] = []
+        var replayedKeys: Set<String> = []
         var lastArrival = ContinuousClock.now
         var quiet: Duration = .seconds(5)
         while seen.count < limit && ContinuousClock.now - lastArrival < quiet {
@@ -125,8 +126,12 @@ enum DeadLetterQueue {
             lastArrival = .now
             quiet = .seconds(1)
             for letter in arrived {
+                // A replayed letter that dies again comes straight back: replay each letter once per run, never in a loop.
+                let key = letter.properties.messageID ?? String(letter.body.hashValue)
+                if replayedKeys.contains(key) { continue }
                 seen.append(letter)
                 guard replay(letter), let queue = Self.origin(letter) else { continue }
+                replayedKeys.insert(key)
                 var properties = letter.properties
                 for header in [Topology.retriesHeader, Topology.deadQueueHeader, Topology.deadReasonHeader] {
                     properties.headers[header] = nil

@@ -42,6 +42,9 @@ struct DeadLetterTests {
                 let log = (try? String(contentsOfFile: system.folder + "/webhook.log", encoding: .utf8)) ?? ""
                 return log.components(separatedBy: "dead-lettering a message that can never be handled").count - 1 >= 2
             }
+            // Replayed once, not in a loop (a replayed letter that dies again must not be replayed again by the same run).
+            let log = (try? String(contentsOfFile: system.folder + "/webhook.log", encoding: .utf8)) ?? ""
+            #expect(log.components(separatedBy: "dead-lettering a message that can never be handled").count - 1 == 2)
             let unknown = try RunningSystem.runTool(["dlq", "replay", "--id", "no-such-id"], environment: system.environment)
             #expect(unknown.status != 0)
             #expect(unknown.output.contains("not found in the dead-letter queue: no-such-id"))
