@@ -184,7 +184,7 @@ struct ChaosRun: Sendable {
             let at = (clock.now - start).chaosSeconds
             if let restart, restart.at <= nextKill {
                 restarts.removeFirst()
-                fault = await self.restart(restart.kind, at: at, log: log)
+                fault = await self.restart(restart.kind, at: at, system: system, log: log)
             } else {
                 let service = Self.services.randomElement(using: &random) ?? "gateway"
                 fault = await self.kill(service, at: at, system: system, log: log)
@@ -223,7 +223,7 @@ struct ChaosRun: Sendable {
         return Fault(at: at, kind: .kill(service), seconds: (ContinuousClock.now - started).chaosSeconds, failure: failure)
     }
 
-    private func restart(_ kind: Fault.Kind, at: Double, log: ChaosLog) async -> Fault {
+    private func restart(_ kind: Fault.Kind, at: Double, system: RunningSystem, log: ChaosLog) async -> Fault {
         let started = ContinuousClock.now
         var failure: String?
         switch kind {
@@ -231,8 +231,21 @@ struct ChaosRun: Sendable {
             let node = ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "rabbit-test@localhost"
             log.write("RabbitMQ: stop_app on \(node)", echo: true)
             failure = await self.command("/usr/sbin/rabbitmqctl", ["-q", "-n", node, "stop_app"], log: log)
-            // Down long enough for every service to notice and go through its reconnect path.
-            try? await Task.sleep(for: .seconds(2))
+            // Down long enough for every service to notice and go through its reconnect path. Meanwhile the gateway and
+            // the webhook service must say they are not ready (their /readyz checks the broker connection).
+            var notReady: Set<String> = []
+            let outage = ContinuousClock.now
+            while ContinuousClock.now - outage < .seconds(2) {
+                for (name, url) in [("gateway", system.gatewayURL), ("webhook", system.webhookURL)] where !notReady.contains(name) {
+                    let status = try? await testHTTPClient.request(method: "GET", url: url + "/readyz", timeout: .milliseconds(500)).status
+                    if status == 503 { notReady.insert(name) }
+                }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+            log.write("RabbitMQ down: /readyz answered 503 on \(notReady.sorted().joined(separator: ", "))", echo: true)
+            if notReady.count < 2 {
+                failure = failure ?? "only \(notReady.sorted()) answered 503 on /readyz while RabbitMQ was down; gateway and webhook must"
+            }
             var startFailure: String?
             for _ in 0..<3 {
                 startFailure = await self.command("/usr/sbin/rabbitmqctl", ["-q", "-n", node, "start_app"], log: log)
