@@ -517,6 +517,48 @@ struct Faults {
         }
     }
 
+    // MARK: 11b. the create rate is shared by every dispatcher
+
+    /// Guards: creates stay under REPLICATE_CREATE_RATE_PER_MIN across all dispatcher replicas together (a token bucket
+    /// in PostgreSQL): at 60 per minute with its one-token burst, two dispatchers create at most one prediction a second.
+    @Test func createRateIsSharedByAllDispatchers() async throws {
+        try await Faulty.withSystem(
+            "create-rate", overrides: ["REPLICATE_CREATE_RATE_PER_MIN": "60", "MAX_CONCURRENT_TASKS": "6"],
+            standin: ["STANDIN_RUN_MS": "300"]
+        ) { system in
+            try system.startService("dispatcher-2")
+            let users = [try FaultUser(system), try FaultUser(system)]
+            var ids: [String] = []
+            for index in 0..<6 {
+                ids.append(try await users[index % 2].submit("rate-\(index)"))
+            }
+            for (index, id) in ids.enumerated() {
+                _ = try await users[index % 2].waitFor(id, status: "completed", timeout: .seconds(40))
+            }
+            let created = try await system.standin.predictions().compactMap { $0["created_at"].string.flatMap(Self.seconds) }.sorted()
+            #expect(created.count == 6)
+            let gaps = zip(created.dropFirst(), created).map { $0 - $1 }
+            #expect(gaps.allSatisfy { $0 >= 0.9 }, "creates at most one a second across both dispatchers: gaps \(gaps)")
+            #expect((created.last ?? 0) - (created.first ?? 0) >= 4.9)
+            let dispatchers = ["dispatcher", "dispatcher-2"].filter { name in
+                let log = (try? String(contentsOfFile: system.folder + "/\(name).log", encoding: .utf8)) ?? ""
+                return log.contains("prediction created")
+            }
+            #expect(dispatchers.count == 2, "both dispatchers created predictions: \(dispatchers)")
+        }
+    }
+
+    /// Seconds since 1970 of "2026-11-29T05:05:04.123456Z" (the stand-in's 6 fractional digits).
+    static func seconds(_ text: String) -> Double? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
+        guard text.count >= 19, let whole = formatter.date(from: String(text.prefix(19))) else { return nil }
+        let fraction = text.dropFirst(19).drop { $0 == "." }.prefix { $0.isNumber }
+        return whole.timeIntervalSince1970 + (Double("0." + fraction) ?? 0)
+    }
+
     // MARK: 12. graceful shutdown
 
     /// Guards: every service exits 0 within 20 s of SIGTERM, even with a task in flight, and what was in flight is not
