@@ -24,7 +24,7 @@ struct Scheduler: Sendable {
         self.logger = logger
         self.admissions = AdmissionBatcher(store: store, limits: configuration.limits, model: configuration.replicateModel.identifier)
         let pass = SchedulingPass(configuration: configuration, store: store, bus: bus, logger: logger)
-        self.passes = PassTrigger { try await pass.run() }
+        self.passes = PassTrigger(logger: logger) { try await pass.run() }
     }
 
     /// How long a requested cancel may go unconfirmed before it is sent again.
@@ -132,10 +132,12 @@ struct SchedulingPass: Sendable {
 /// causes exactly one more pass after it.
 actor PassTrigger {
     private let pass: @Sendable () async throws -> Void
+    private let logger: Logger
     private var running = false
     private var again = false
 
-    init(pass: @escaping @Sendable () async throws -> Void) {
+    init(logger: Logger, pass: @escaping @Sendable () async throws -> Void) {
+        self.logger = logger
         self.pass = pass
     }
 
@@ -151,7 +153,7 @@ actor PassTrigger {
                 try await self.pass()
             } catch {
                 // The periodic tick tries again.
-                Logger(label: "reelay.scheduler").warning("scheduling pass failed", metadata: ["error": "\(error)"])
+                self.logger.warning("scheduling pass failed", metadata: ["error": "\(error)"])
             }
         } while self.again
         self.running = false

@@ -38,7 +38,8 @@ struct Finalizer: Sendable {
         }
         metadata["task.id"] = "\(task.id)"
         let attempt = command.attempt ?? task.attempt
-        let stale = attempt != task.attempt || task.status.isTerminal || !task.status.holdsSlot
+        // Only a task holding a slot (dispatching or processing) at this attempt can take this prediction's news.
+        let stale = attempt != task.attempt || !task.status.holdsSlot
             || (task.replicateTaskID != nil && task.replicateTaskID != prediction.id)
         if stale {
             self.logger.info("stale or late webhook ignored", metadata: metadata)

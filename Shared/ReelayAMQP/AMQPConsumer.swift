@@ -127,9 +127,8 @@ public final class AMQPConsumer: Sendable {
         var loop = ConsumerLoop()
         while self.isRunning {
             guard let connection = loop.connection else {
-                let now = ContinuousClock.now
-                if now < loop.nextAttempt {
-                    self.waker.wait(socket: nil, timeout: min(.milliseconds(100), loop.nextAttempt - now))
+                if let wait = loop.reconnect.waitBeforeAttempt {
+                    self.waker.wait(socket: nil, timeout: min(.milliseconds(100), wait))
                     continue
                 }
                 self.connect(&loop)
@@ -202,7 +201,7 @@ public final class AMQPConsumer: Sendable {
             loop.connection = connection
             loop.consumerTags = tags
             loop.generation += 1
-            loop.connectedAt = ContinuousClock.now
+            loop.reconnect.connected()
             let generation = loop.generation
             self.state.withLockedValue { state in
                 state.generation = generation
@@ -216,8 +215,7 @@ public final class AMQPConsumer: Sendable {
                     "amqp.generation": .stringConvertible(generation),
                 ])
         } catch {
-            let delay = loop.backoff.next()
-            loop.nextAttempt = ContinuousClock.now.advanced(by: delay)
+            let delay = loop.reconnect.failed()
             self.logger.warning(
                 "AMQP consumer cannot connect",
                 metadata: [
@@ -272,12 +270,7 @@ public final class AMQPConsumer: Sendable {
             state.connected = false
             state.jobs = []
         }
-        if let connectedAt = loop.connectedAt, ContinuousClock.now - connectedAt >= AMQPConnection.stableAfter {
-            loop.backoff.reset()
-        }
-        loop.connectedAt = nil
-        let delay = loop.backoff.next()
-        loop.nextAttempt = ContinuousClock.now.advanced(by: delay)
+        let delay = loop.reconnect.failed()
         self.logger.warning(
             "AMQP consumer lost its connection",
             metadata: ["amqp.error": .string(error.description), "amqp.retry_in_ms": .stringConvertible(delay.milliseconds)])
@@ -316,9 +309,6 @@ extension AMQPConsumer {
         /// Consumer tag -> queue name, for `AMQPDelivery.queue`.
         var consumerTags: [String: String] = [:]
         var generation: UInt64 = 0
-        var backoff = Backoff()
-        var nextAttempt = ContinuousClock.now
-        /// When the current connection came up; the backoff restarts only after a connection stayed up a while.
-        var connectedAt: ContinuousClock.Instant?
+        var reconnect = ReconnectSchedule()
     }
 }

@@ -163,8 +163,8 @@ public final class AMQPPublisher: Sendable {
                 break
             }
             guard let connection = loop.connection else {
-                if now < loop.nextAttempt {
-                    self.waker.wait(socket: nil, timeout: min(.milliseconds(100), loop.nextAttempt - now))
+                if let wait = loop.reconnect.waitBeforeAttempt {
+                    self.waker.wait(socket: nil, timeout: min(.milliseconds(100), wait))
                     continue
                 }
                 self.connect(&loop)
@@ -235,15 +235,14 @@ public final class AMQPPublisher: Sendable {
                 throw error
             }
             loop.connection = connection
-            loop.connectedAt = ContinuousClock.now
+            loop.reconnect.connected()
             self.state.withLockedValue { state in
                 state.connected = true
                 state.connections += 1
             }
             self.logger.info("AMQP publisher connected", metadata: ["amqp.url": .string(self.url.redacted)])
         } catch {
-            let delay = loop.backoff.next()
-            loop.nextAttempt = ContinuousClock.now.advanced(by: delay)
+            let delay = loop.reconnect.failed()
             self.logger.warning(
                 "AMQP publisher cannot connect",
                 metadata: [
@@ -333,12 +332,7 @@ public final class AMQPPublisher: Sendable {
         for pending in failed {
             pending.continuation.resume(throwing: error)
         }
-        if let connectedAt = loop.connectedAt, ContinuousClock.now - connectedAt >= AMQPConnection.stableAfter {
-            loop.backoff.reset()
-        }
-        loop.connectedAt = nil
-        let delay = loop.backoff.next()
-        loop.nextAttempt = ContinuousClock.now.advanced(by: delay)
+        let delay = loop.reconnect.failed()
         self.logger.warning(
             "AMQP publisher lost its connection",
             metadata: [
@@ -390,9 +384,6 @@ extension AMQPPublisher {
     struct PublisherLoop {
         var connection: AMQPConnection?
         var tracker = ConfirmTracker()
-        var backoff = Backoff()
-        var nextAttempt = ContinuousClock.now
-        /// When the current connection came up; the backoff restarts only after a connection stayed up a while.
-        var connectedAt: ContinuousClock.Instant?
+        var reconnect = ReconnectSchedule()
     }
 }

@@ -161,3 +161,33 @@ extension Array {
         return low
     }
 }
+
+/// When a connection thread may try to connect again: jittered backoff after each failure, restarted only once a
+/// connection stayed up for `AMQPConnection.stableAfter` (a channel closed right after every connect must not loop fast).
+/// Owned by the connection thread alone.
+struct ReconnectSchedule {
+    var backoff = Backoff()
+    private(set) var nextAttempt = ContinuousClock.now
+    private var connectedAt: ContinuousClock.Instant?
+
+    /// How long to wait before the next attempt, or nil when it may connect now.
+    var waitBeforeAttempt: Duration? {
+        let now = ContinuousClock.now
+        return now < self.nextAttempt ? self.nextAttempt - now : nil
+    }
+
+    mutating func connected() {
+        self.connectedAt = .now
+    }
+
+    /// A connect attempt failed, or the connection was lost: returns the delay before the next attempt.
+    mutating func failed() -> Duration {
+        if let connectedAt = self.connectedAt, ContinuousClock.now - connectedAt >= AMQPConnection.stableAfter {
+            self.backoff.reset()
+        }
+        self.connectedAt = nil
+        let delay = self.backoff.next()
+        self.nextAttempt = ContinuousClock.now.advanced(by: delay)
+        return delay
+    }
+}

@@ -34,7 +34,6 @@ struct SystemTests {
         // 3 tasks from each user, all at once, tiers interleaved; prompts of equal length so tier decides priority.
         // A client with a thread per request, so 30 submissions really are in flight together.
         let client = HTTPClient(threads: 30, connectTimeout: .seconds(2), logger: Logger(label: "e2e.submit"))
-        defer { Task { await client.shutdown() } }
         let accepted = try await withThrowingTaskGroup(of: (String, String).self) { group in
             for round in 0..<3 {
                 for (index, entry) in keys.enumerated() {
@@ -60,6 +59,7 @@ struct SystemTests {
             for try await item in group { all.append(item) }
             return all
         }
+        await client.shutdown()
         #expect(accepted.count == 30)
 
         // A free user (dispatched last) still has 3 active tasks: the 4th is refused with the configured limit.
