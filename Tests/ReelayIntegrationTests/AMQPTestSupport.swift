@@ -15,7 +15,7 @@ enum AMQPTestSupport {
 
     /// The broker's Erlang node, for rabbitmqctl.
     static var node: String {
-        ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "rabbit-test@localhost"
+        ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "REELAY_RABBITMQ_NODE-is-unset-run-scripts-test"
     }
 
     static func logger(_ label: String) -> Logger {

@@ -81,7 +81,7 @@ struct RedeliveryTests {
     }
 
     func rabbitmqctl(_ arguments: [String]) throws {
-        let node = ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "rabbit-test@localhost"
+        let node = ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "REELAY_RABBITMQ_NODE-is-unset-run-scripts-test"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/rabbitmqctl")
         process.arguments = ["-q", "-n", node] + arguments

@@ -228,7 +228,7 @@ struct ChaosRun: Sendable {
         var failure: String?
         switch kind {
         case .restartRabbitMQ:
-            let node = ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "rabbit-test@localhost"
+            let node = ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "REELAY_RABBITMQ_NODE-is-unset-run-scripts-test"
             log.write("RabbitMQ: stop_app on \(node)", echo: true)
             failure = await self.command("/usr/sbin/rabbitmqctl", ["-q", "-n", node, "stop_app"], log: log)
             // Down long enough for every service to notice and go through its reconnect path. Meanwhile the gateway and
