@@ -61,6 +61,9 @@ struct Dispatcher: Sendable {
         case .refused(let failure, let status):
             try await self.refused(task: task, failure: failure, status: status)
         case .unreachable(let reason, let mayHaveBeenSent):
+            // Shutting down: the call was abandoned, its outcome unknown. The create is recorded as attempted, so the
+            // dispatcher that gets this command next reconciles instead of creating again.
+            try Task.checkCancellation()
             if mayHaveBeenSent {
                 self.logger.warning("create outcome unknown; reconciling", metadata: metadata.merging(["error": "\(reason)"]) { $1 })
                 try await self.reconcile(command, fallbackReason: "Replicate did not answer the create (\(reason))")

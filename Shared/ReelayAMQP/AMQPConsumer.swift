@@ -81,6 +81,18 @@ public final class AMQPConsumer: Sendable {
         self.enqueue(Job(tag: delivery.deliveryTag, generation: delivery.generation, action: .reject(requeue: requeue)))
     }
 
+    /// Stops taking deliveries (basic.cancel) but keeps the connection, so the handlers still running can ack what they
+    /// finish. The stream finishes after the deliveries already in it; a delivery still arriving is rejected with requeue.
+    public func stopIntake() {
+        let changed = self.state.withLockedValue { state -> Bool in
+            defer { state.intakeStopped = true }
+            return !state.intakeStopped
+        }
+        guard changed else { return }
+        self.continuation.finish()
+        self.waker.wake()
+    }
+
     /// Cancels consumers, stops reading, closes, joins, finishes the stream. Unacked deliveries return to the queue.
     public func shutdown() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -136,6 +148,7 @@ public final class AMQPConsumer: Sendable {
             }
             do {
                 try self.sendJobs(on: connection, generation: loop.generation)
+                try self.cancelIntakeIfStopped(on: connection, loop: &loop)
                 if !connection.hasBufferedData {
                     self.waker.wait(socket: connection.socket, timeout: .milliseconds(100))
                 }
@@ -173,6 +186,20 @@ public final class AMQPConsumer: Sendable {
         }
     }
 
+    private var intakeStopped: Bool {
+        self.state.withLockedValue { $0.intakeStopped }
+    }
+
+    /// Once intake stops, cancels every consumer of the connection (once); acks keep flowing on it.
+    private func cancelIntakeIfStopped(on connection: AMQPConnection, loop: inout ConsumerLoop) throws {
+        guard !loop.consumerTags.isEmpty, self.intakeStopped else { return }
+        for tag in loop.consumerTags.keys.sorted() {
+            try connection.cancel(tag: tag)
+        }
+        loop.consumerTags = [:]
+        self.logger.debug("AMQP consumer stopped its intake")
+    }
+
     private var isRunning: Bool {
         self.state.withLockedValue { state in
             if case .running = state.lifecycle {
@@ -189,7 +216,7 @@ public final class AMQPConsumer: Sendable {
             do {
                 try connection.declare(self.topology, includeExclusive: true)
                 try connection.qos(prefetch: self.prefetch)
-                for (index, queue) in self.queues.enumerated() {
+                for (index, queue) in self.queues.enumerated() where !self.intakeStopped {
                     let tag = "\(self.name).\(index)"
                     try connection.consume(queue: queue, tag: tag)
                     tags[tag] = queue
@@ -246,6 +273,11 @@ public final class AMQPConsumer: Sendable {
             case .nothing:
                 return
             case .delivery(let raw):
+                guard !loop.consumerTags.isEmpty else {
+                    // Sent before the broker processed our basic.cancel: back to the queue for another consumer.
+                    try connection.reject(tag: raw.deliveryTag, requeue: true)
+                    continue
+                }
                 let delivery = AMQPDelivery(
                     body: raw.body, exchange: raw.exchange, routingKey: raw.routingKey, queue: loop.consumerTags[raw.consumerTag] ?? "",
                     redelivered: raw.redelivered, properties: raw.properties, deliveryTag: raw.deliveryTag, generation: loop.generation)
@@ -297,6 +329,8 @@ extension AMQPConsumer {
     struct State: Sendable {
         var lifecycle: Lifecycle = .idle
         var connected = false
+        /// `stopIntake()` was called: consume nothing more.
+        var intakeStopped = false
         /// The current connection incarnation; 0 before the first connect.
         var generation: UInt64 = 0
         var jobs: [Job] = []

@@ -1,26 +1,41 @@
 import Logging
+import NIOConcurrencyHelpers
 import ReelayAMQP
 import ReelayMessaging
 import ServiceLifecycle
 
 /// Runs a handler for every delivery of an AMQP consumer, at most `concurrency` at once. A delivery is acked after its
 /// handler returned (its effect committed), and rejected with requeue when the handler threw, so it comes back
-/// redelivered; the queue's delivery limit dead-letters a message that keeps failing. On graceful shutdown it stops taking
-/// deliveries, lets running handlers finish, and closes the connection (unacked deliveries return to the queue).
+/// redelivered; the queue's delivery limit dead-letters a message that keeps failing.
+///
+/// On graceful shutdown it stops taking deliveries (those already prefetched go back to the queue), gives the running
+/// handlers `drainLimit` to finish and ack, then cancels the rest: a cancelled handler (an HTTP call that hangs, a long
+/// download) is abandoned as a crash would abandon it, and its delivery returns to the queue for another replica. Every
+/// handler is idempotent, so that costs at most a repeat of work whose effect never committed.
 public struct ConsumerService: Service {
     public typealias Handler = @Sendable (AMQPDelivery) async throws -> Void
 
     let consumer: AMQPConsumer
     let concurrency: Int
+    let drainLimit: Duration
     let logger: Logger
     let redelivery: Redelivery?
     let handler: Handler
 
-    /// - Parameter redelivery: where failed messages go to wait before their retry, and to die. Without it a failed
-    ///   message is requeued at once (fine for a private reply queue).
-    public init(consumer: AMQPConsumer, concurrency: Int, logger: Logger, redelivery: Redelivery? = nil, handler: @escaping Handler) {
+    /// How long running handlers may take to finish once shutdown begins, unless a service says otherwise.
+    public static let defaultDrainLimit: Duration = .seconds(2)
+
+    /// - Parameters:
+    ///   - redelivery: where failed messages go to wait before their retry, and to die. Without it a failed message is
+    ///     requeued at once (fine for a private reply queue).
+    ///   - drainLimit: how long running handlers may finish after shutdown begins before they are cancelled.
+    public init(
+        consumer: AMQPConsumer, concurrency: Int, drainLimit: Duration = Self.defaultDrainLimit, logger: Logger,
+        redelivery: Redelivery? = nil, handler: @escaping Handler
+    ) {
         self.consumer = consumer
         self.concurrency = max(1, concurrency)
+        self.drainLimit = drainLimit
         self.logger = logger
         self.redelivery = redelivery
         self.handler = handler
@@ -29,23 +44,51 @@ public struct ConsumerService: Service {
     public func run() async throws {
         self.consumer.start()
         let consumer = self.consumer
-        try await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                var running = 0
+        let stopping = NIOLockedValueBox(false)
+        // Children answer whether they were a handler (true) or the drain timer (false).
+        await withTaskGroup(of: Bool.self) { group in
+            var running = 0
+            await withGracefulShutdownHandler {
                 for await delivery in consumer.deliveries {
-                    if running >= self.concurrency {
-                        await group.next()
+                    while running >= self.concurrency, await group.next() != nil {
                         running -= 1
+                    }
+                    // Checked after waiting for a free handler: shutdown may have begun meanwhile.
+                    if stopping.withLockedValue({ $0 }) {
+                        consumer.reject(delivery, requeue: true)
+                        continue
                     }
                     running += 1
                     group.addTask {
                         await self.handle(delivery)
+                        return true
                     }
                 }
-                await group.waitForAll()
+            } onGracefulShutdown: {
+                stopping.withLockedValue { $0 = true }
+                consumer.stopIntake()
             }
-        } onGracefulShutdown: {
-            Task { await consumer.shutdown() }
+            guard running > 0 else { return }
+            let drainLimit = self.drainLimit
+            group.addTask {
+                try? await Task.sleep(for: drainLimit)
+                return false
+            }
+            var abandoned = false
+            while let wasHandler = await group.next() {
+                if wasHandler {
+                    running -= 1
+                    if running == 0 {
+                        group.cancelAll()  // the drain timer
+                    }
+                } else if running > 0, !abandoned {
+                    abandoned = true
+                    self.logger.notice(
+                        "handlers still running after the drain limit; abandoning them (their messages return to the queue)",
+                        metadata: ["handlers": "\(running)", "drain_limit": "\(drainLimit)"])
+                    group.cancelAll()
+                }
+            }
         }
         await consumer.shutdown()
     }
@@ -57,6 +100,11 @@ public struct ConsumerService: Service {
         do {
             try await self.handler(delivery)
             self.consumer.ack(delivery)
+            return
+        } catch where Task.isCancelled {
+            // Abandoned at shutdown, whatever the cancellation made the handler throw: not a failure of the message.
+            self.logger.notice("handler abandoned at shutdown; the message returns to its queue", metadata: metadata)
+            self.consumer.reject(delivery, requeue: true)
             return
         } catch let poison as PoisonMessage {
             metadata["reason"] = "\(poison.reason)"

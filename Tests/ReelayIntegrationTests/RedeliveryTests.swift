@@ -75,6 +75,78 @@ struct RedeliveryTests {
         await publisher.shutdown()
     }
 
+    /// Guards: graceful shutdown of a consumer stops its intake, lets a handler that finishes within the drain limit ack
+    /// its message, cancels a handler that hangs past it, and loses nothing: the hung message and the prefetched ones that
+    /// never started go back to the queue, and the finished one does not come back.
+    @Test func shutdownDrainsThenAbandonsAndLosesNothing() async throws {
+        let vhost = "reelay-it-drain-\(UUID().uuidString.prefix(8).lowercased())"
+        try rabbitmqctl(["add_vhost", vhost])
+        try rabbitmqctl(["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"])
+        defer { try? rabbitmqctl(["delete_vhost", vhost]) }
+        let base = ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f"
+        let url = try AMQPURL(String(base[..<base.lastIndex(of: "/")!]) + "/" + vhost)
+        let logger = Logger(label: "it.drain")
+        let publisher = AMQPPublisher(url: url, topology: Topology.all, name: "it.drain.publish", logger: logger)
+        publisher.start()
+        for text in ["quick", "hang", "later-1", "later-2"] {
+            try await publisher.publish(exchange: Topology.commandsExchange, routingKey: Topology.RoutingKey.predictionCreate, body: Array(text.utf8))
+        }
+
+        let started = Locked<[String]>([])
+        let outcome = Locked<[String: String]>([:])
+        let releaseQuick = Locked(false)
+        let consumer = AMQPConsumer(
+            url: url, topology: Topology.all, queues: [Topology.Queue.dispatch], prefetch: 10, name: "it.drain.consume", logger: logger)
+        let service = ConsumerService(
+            consumer: consumer, concurrency: 2, drainLimit: .milliseconds(500), logger: logger, redelivery: Redelivery(publisher: publisher)
+        ) { delivery in
+            let text = String(decoding: delivery.body, as: UTF8.self)
+            started.withLock { $0.append(text) }
+            do {
+                if text == "quick" {
+                    while !releaseQuick.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+                } else if text == "hang" {
+                    try await Task.sleep(for: .seconds(3600))
+                }
+                outcome.withLock { $0[text] = "finished" }
+            } catch {
+                outcome.withLock { $0[text] = "cancelled" }
+                throw error
+            }
+        }
+        let group = ServiceGroup(services: [service], logger: logger)
+        let running = Task { try await group.run() }
+        let bothStarted = await AMQPTestSupport.eventually(timeout: .seconds(30)) { started.withLock { Set($0) == ["quick", "hang"] } }
+        #expect(bothStarted, "concurrency 2: the first two start, the rest wait prefetched: \(started.withLock { $0 })")
+
+        await group.triggerGracefulShutdown()
+        try await Task.sleep(for: .milliseconds(50))
+        releaseQuick.withLock { $0 = true }
+        try await running.value
+
+        #expect(outcome.withLock { $0 } == ["quick": "finished", "hang": "cancelled"])
+        #expect(started.withLock { $0 }.sorted() == ["hang", "quick"], "nothing new starts once shutdown begins")
+
+        // What did not finish is back in the queue, redelivered where it had been delivered; what finished is gone.
+        let again = AMQPConsumer(
+            url: url, topology: Topology.all, queues: [Topology.Queue.dispatch], prefetch: 10, name: "it.drain.again", logger: logger)
+        again.start()
+        let back = Locked<[String: Bool]>([:])
+        let reading = Task {
+            for await delivery in again.deliveries {
+                back.withLock { $0[String(decoding: delivery.body, as: UTF8.self), default: false] = delivery.redelivered }
+                again.ack(delivery)
+            }
+        }
+        _ = await AMQPTestSupport.eventually(timeout: .seconds(30)) { back.withLock { $0.count >= 3 } }
+        // A moment more, in case the finished message were to come back too.
+        try await Task.sleep(for: .seconds(1))
+        #expect(back.withLock { $0 } == ["hang": true, "later-1": true, "later-2": true], "the finished message does not come back")
+        await again.shutdown()
+        await reading.value
+        await publisher.shutdown()
+    }
+
     struct TestFailure: Error, CustomStringConvertible {
         var description: String
         init(_ description: String) { self.description = description }
