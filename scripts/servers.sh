@@ -80,7 +80,8 @@ open_path_to() {
     while [ "$d" != / ]; do chmod o+x "$d" 2>/dev/null || true; d="$(dirname "$d")"; done
 }
 
-pg_options() { echo "-c listen_addresses=127.0.0.1 -p $PG_PORT -k /tmp -c max_connections=200 -c fsync=off"; }
+# track_commit_timestamp lets the end-to-end tests order task history by commit, exactly, instead of by wall clock.
+pg_options() { echo "-c listen_addresses=127.0.0.1 -p $PG_PORT -k /tmp -c max_connections=200 -c fsync=off -c track_commit_timestamp=on"; }
 
 start_postgres() {
     local bin; bin="$(pg_bin)"
@@ -93,6 +94,10 @@ start_postgres() {
     fi
     if as_postgres "$bin/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
         log "postgres already running on $PG_PORT"
+        if [ "$(psql_admin -tAc 'SHOW track_commit_timestamp')" != on ]; then
+            log "restarting postgres with this script's settings"
+            as_postgres "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -m fast -w restart -o "$(pg_options)" >/dev/null
+        fi
     else
         if listening "$PG_PORT"; then
             log "port $PG_PORT is taken by another process (another checkout or instance?); choose another with REELAY_PORT_OFFSET or REELAY_PG_PORT"

@@ -265,7 +265,8 @@ extension AMQPIntegrationTests {
                     try await publisher.publish(exchange: "", routingKey: "nowhere", body: [1], timeout: .milliseconds(400))
                 }
                 #expect(error?.code == .timeout)
-                #expect(ContinuousClock.now - started < .seconds(3))
+                // Bounds in these tests tell "on time" from "never" with wide slack (a busy machine stretches time).
+                #expect(ContinuousClock.now - started < .seconds(10))
                 #expect(!publisher.isConnected)
             }
         }
@@ -274,13 +275,13 @@ extension AMQPIntegrationTests {
             try await AMQPTestSupport.withContext { context in
                 let publisher = try context.publisher(AMQPTopology(), url: AMQPURL(host: "127.0.0.1", port: 1), name: "unreachable")
                 let task = Task {
-                    try await publisher.publish(exchange: "", routingKey: "nowhere", body: [1], timeout: .seconds(60))
+                    try await publisher.publish(exchange: "", routingKey: "nowhere", body: [1], timeout: .seconds(120))
                 }
                 try await Task.sleep(for: .milliseconds(200))
                 task.cancel()
                 let started = ContinuousClock.now
                 await #expect(throws: CancellationError.self) { try await task.value }
-                #expect(ContinuousClock.now - started < .seconds(2))
+                #expect(ContinuousClock.now - started < .seconds(20), "cancellation, not the 120 s timeout, ended the publish")
             }
         }
 

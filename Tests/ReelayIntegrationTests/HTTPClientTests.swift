@@ -113,7 +113,7 @@ struct HTTPClientRequestTests {
                 }
                 #expect(error.code == .timeout)
                 #expect(error.mayHaveBeenSent)
-                #expect(ContinuousClock.now - started < .seconds(3))
+                #expect(ContinuousClock.now - started < .seconds(10), "the 300 ms timeout, with wide slack for a busy machine")
             }
         }
     }
@@ -171,12 +171,12 @@ struct HTTPClientRequestTests {
         try await HTTPClientTestServer.with { server in
             try await withClient { client in
                 let started = ContinuousClock.now
-                let request = Task { try await client.request(method: "GET", url: server.base + "/slow", timeout: .seconds(30)) }
+                let request = Task { try await client.request(method: "GET", url: server.base + "/slow", timeout: .seconds(120)) }
                 try await Task.sleep(for: .milliseconds(200))
                 request.cancel()
                 let result = await request.result
                 #expect(throws: CancellationError.self) { try result.get() }
-                #expect(ContinuousClock.now - started < .seconds(5))
+                #expect(ContinuousClock.now - started < .seconds(20), "cancellation, not the 120 s timeout, ended the transfer")
             }
         }
     }

@@ -322,21 +322,21 @@ struct PostgresPoolTests {
         }
     }
 
-    @Test("cancelling a task stops pg_sleep(30) at once with 57014, and the connection stays usable")
+    @Test("cancelling a task stops pg_sleep(120) at once with 57014, and the connection stays usable")
     func cancellation() async throws {
         try await PostgresTestSupport.withPool(size: 1) { pool in
             let pidBefore = try await pool.withConnection { try await $0.query("SELECT pg_backend_pid() AS pid").rows.first?.int("pid") }
             let started = ContinuousClock.now
             let sleeper = Task {
                 try await pool.withConnection { connection in
-                    try await connection.query("SELECT pg_sleep(30)")
+                    try await connection.query("SELECT pg_sleep(120)")
                 }
             }
             try await Task.sleep(for: .milliseconds(200))
             sleeper.cancel()
             let outcome = await sleeper.result
             let elapsed = ContinuousClock.now - started
-            #expect(elapsed < .seconds(5))
+            #expect(elapsed < .seconds(30), "the cancel, not the 120 s sleep, ended the query")
             guard case .failure(let failure) = outcome else {
                 Issue.record("pg_sleep(30) was not cancelled")
                 return
@@ -355,12 +355,12 @@ struct PostgresPoolTests {
             try await pool.withConnection { connection in
                 let task = Task {
                     withUnsafeCurrentTask { $0?.cancel() }
-                    return try await connection.query("SELECT pg_sleep(30)")
+                    return try await connection.query("SELECT pg_sleep(120)")
                 }
                 let started = ContinuousClock.now
                 let error = try #require(await task.result.failure as? PostgresError)
                 #expect(error.sqlState == "57014")
-                #expect(ContinuousClock.now - started < .seconds(5))
+                #expect(ContinuousClock.now - started < .seconds(30), "it never ran the 120 s sleep")
                 #expect(try await connection.query("SELECT 2 AS two").rows.first?.int("two") == 2)
             }
         }
@@ -374,7 +374,7 @@ struct PostgresPoolTests {
         let dead = PostgresPool(url: "postgresql://reelay@127.0.0.1:1/reelay_test", size: 1, name: "dead", logger: PostgresTestSupport.logger)
         let started = ContinuousClock.now
         #expect(await dead.ping() == false)
-        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(ContinuousClock.now - started < .seconds(10), "within its 2 s timeout, with slack for a busy machine")
         await dead.shutdown()
     }
 

@@ -17,9 +17,10 @@ func verdict(_ id: UUID = UUID()) -> AdmissionVerdict {
         self.waiter.expect("a")
         #expect(self.waiter.deliver(v, correlationID: "a") == false)  // nobody suspended yet: kept, not "delivered"
         let start = ContinuousClock.now
-        let got = await self.waiter.wait(for: "a", timeout: .seconds(5))
+        let got = await self.waiter.wait(for: "a", timeout: .seconds(60))
         #expect(got == v)
-        #expect(ContinuousClock.now - start < .milliseconds(500))
+        // At once rather than at the timeout: the bound sits far from both.
+        #expect(ContinuousClock.now - start < .seconds(20))
         #expect(self.waiter.pendingCount == 0)
     }
 
@@ -32,9 +33,9 @@ func verdict(_ id: UUID = UUID()) -> AdmissionVerdict {
             #expect(waiter.deliver(v, correlationID: "b"))
         }
         let start = ContinuousClock.now
-        let got = await self.waiter.wait(for: "b", timeout: .seconds(5))
+        let got = await self.waiter.wait(for: "b", timeout: .seconds(60))
         #expect(got == v)
-        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(ContinuousClock.now - start < .seconds(20))
         #expect(self.waiter.pendingCount == 0)
     }
 
@@ -52,13 +53,13 @@ func verdict(_ id: UUID = UUID()) -> AdmissionVerdict {
     @Test func cancellationGivesNilPromptly() async {
         self.waiter.expect("d")
         let waiter = self.waiter
-        let task = Task { await waiter.wait(for: "d", timeout: .seconds(10)) }
+        let task = Task { await waiter.wait(for: "d", timeout: .seconds(60)) }
         try? await Task.sleep(for: .milliseconds(100))
         let start = ContinuousClock.now
         task.cancel()
         let got = await task.value
         #expect(got == nil)
-        #expect(ContinuousClock.now - start < .seconds(1))
+        #expect(ContinuousClock.now - start < .seconds(20), "cancellation, not the 60 s timeout, ended the wait")
         #expect(self.waiter.pendingCount == 0)
     }
 
@@ -81,7 +82,7 @@ func verdict(_ id: UUID = UUID()) -> AdmissionVerdict {
         let v = verdict()
         self.waiter.expect(v.taskID.uuidString)
         self.waiter.handleReply(reply(MessageCodec.encode(v), correlationID: nil))
-        #expect(await self.waiter.wait(for: v.taskID.uuidString, timeout: .seconds(1)) == v)
+        #expect(await self.waiter.wait(for: v.taskID.uuidString, timeout: .seconds(30)) == v)
         self.waiter.handleReply(reply(Array("junk".utf8), correlationID: "x"))
         #expect(self.waiter.pendingCount == 0)
     }

@@ -231,11 +231,12 @@ struct ChaosRun: Sendable {
             let node = ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "REELAY_RABBITMQ_NODE-is-unset-run-scripts-test"
             log.write("RabbitMQ: stop_app on \(node)", echo: true)
             failure = await self.command("/usr/sbin/rabbitmqctl", ["-q", "-n", node, "stop_app"], log: log)
-            // Down long enough for every service to notice and go through its reconnect path. Meanwhile the gateway and
-            // the webhook service must say they are not ready (their /readyz checks the broker connection).
+            // Down long enough for every service to notice and go through its reconnect path (2 s at least). Meanwhile the
+            // gateway and the webhook service must say they are not ready (their /readyz checks the broker connection);
+            // on a busy machine noticing can take longer, so the outage lasts until both said so, or 20 s.
             var notReady: Set<String> = []
             let outage = ContinuousClock.now
-            while ContinuousClock.now - outage < .seconds(2) {
+            while ContinuousClock.now - outage < .seconds(2) || (notReady.count < 2 && ContinuousClock.now - outage < .seconds(20)) {
                 for (name, url) in [("gateway", system.gatewayURL), ("webhook", system.webhookURL)] where !notReady.contains(name) {
                     let status = try? await testHTTPClient.request(method: "GET", url: url + "/readyz", timeout: .milliseconds(500)).status
                     if status == 503 { notReady.insert(name) }

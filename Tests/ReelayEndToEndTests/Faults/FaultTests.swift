@@ -498,7 +498,7 @@ struct Faults {
             }
             let dispatcher = try #require(system.process("dispatcher"))
             dispatcher.kill()
-            #expect(await dispatcher.waitForExit(timeout: .seconds(5)))
+            #expect(await dispatcher.waitForExit(timeout: .seconds(30)))
             #expect(dispatcher.exitCode == 128 + SIGKILL)
             try await system.standin.setFaults(["create_timeout": 0])
             try system.startService("dispatcher")

@@ -106,8 +106,8 @@ struct SystemTests {
         for (user, peak) in timeline.peakActivePerUser() {
             #expect(peak <= 3, "user \(user) had \(peak) active tasks")
         }
-        // Priority: a lower tier never got a slot while a higher tier had been waiting (beyond a commit-visibility margin).
-        let inversions = timeline.priorityInversions(margin: 0.3, rank: Self.tierRank)
+        // Priority: a lower tier never got a slot in a pass that could see a higher tier waiting (exact, from commit times).
+        let inversions = timeline.priorityInversions(rank: Self.tierRank)
         #expect(inversions.isEmpty, "priority inversions: \(inversions.prefix(5))")
         // Freed slots are refilled by the completion event, not by the 500 ms tick.
         let refill = timeline.refillLatencies()
@@ -123,7 +123,11 @@ struct SystemTests {
 /// The task history of a run, for invariants over time.
 struct Timeline {
     struct Event {
+        /// The start of the transaction that wrote the event (`now()`).
         var at: Double
+        /// When that transaction committed (PostgreSQL's track_commit_timestamp, on in servers.sh), and its id.
+        var committed: Double
+        var transaction: String
         var task: String
         var user: String
         var tier: String
@@ -138,9 +142,11 @@ struct Timeline {
         let rows = try await pool.withConnection {
             try await $0.query(
                 """
-                SELECT extract(epoch FROM e.at)::float8 AS at, e.task_id::text AS task, t.user_uuid::text AS user_id, t.tier,
-                       e.from_status, e.to_status
-                FROM task_events e JOIN video_tasks t ON t.id = e.task_id ORDER BY e.at, e.id
+                SELECT extract(epoch FROM e.at)::float8 AS at, e.xmin::text AS transaction,
+                       extract(epoch FROM pg_xact_commit_timestamp(e.xmin))::float8 AS committed,
+                       e.task_id::text AS task, t.user_uuid::text AS user_id, t.tier, e.from_status, e.to_status
+                FROM task_events e JOIN video_tasks t ON t.id = e.task_id
+                ORDER BY pg_xact_commit_timestamp(e.xmin), e.id
                 """)
         }
         let hooks = try await pool.withConnection {
@@ -149,8 +155,12 @@ struct Timeline {
         }
         return Timeline(
             events: try rows.rows.map {
-                Event(
-                    at: Double(try $0.string("at")) ?? 0, task: try $0.string("task"), user: try $0.string("user_id"),
+                guard let committed: String = $0["committed"] else {
+                    throw HarnessError("no commit timestamps: the test PostgreSQL needs track_commit_timestamp=on (scripts/servers.sh)")
+                }
+                return Event(
+                    at: Double(try $0.string("at")) ?? 0, committed: Double(committed) ?? 0, transaction: try $0.string("transaction"),
+                    task: try $0.string("task"), user: try $0.string("user_id"),
                     tier: try $0.string("tier"), from: $0["from_status"], to: try $0.string("to_status"))
             },
             completionWebhooks: try hooks.rows.map { Double(try $0.string("at")) ?? 0 })
@@ -168,24 +178,26 @@ struct Timeline {
         return peak
     }
 
-    /// Pairs (lower, higher) where the lower-tier task got a slot while the higher-tier one had been pending for more
-    /// than `margin` seconds and was still pending.
-    func priorityInversions(margin: Double, rank: [String: Int]) -> [String] {
+    /// Pairs (lower, higher) where the lower-tier task got a slot in a dispatch pass that began after the higher-tier
+    /// task's admission had committed (so the pass saw it pending), while the higher-tier task got no slot in that pass or
+    /// before it. Exact, from commit timestamps: no timing margin, so a busy machine cannot fake or hide an inversion.
+    func priorityInversions(rank: [String: Int]) -> [String] {
         var admitted: [String: Double] = [:]
-        var dispatched: [String: Double] = [:]
+        var dispatched: [String: Event] = [:]
         var tier: [String: String] = [:]
         for event in self.events {
             tier[event.task] = event.tier
-            if event.to == "pending" && event.from == nil { admitted[event.task] = event.at }
-            if event.to == "dispatching" && dispatched[event.task] == nil { dispatched[event.task] = event.at }
+            if event.to == "pending" && event.from == nil { admitted[event.task] = event.committed }
+            if event.to == "dispatching" && dispatched[event.task] == nil { dispatched[event.task] = event }
         }
         var inversions: [String] = []
-        for (low, lowAt) in dispatched {
+        for (low, lowPass) in dispatched {
             for (high, highAdmitted) in admitted where (rank[tier[high] ?? ""] ?? 0) > (rank[tier[low] ?? ""] ?? 0) {
-                let highDispatched = dispatched[high] ?? .infinity
-                if highAdmitted < lowAt - margin && highDispatched > lowAt + margin {
-                    inversions.append("\(tier[low]!) \(low) before \(tier[high]!) \(high)")
+                guard highAdmitted < lowPass.at else { continue }  // not yet visible to that pass
+                if let highPass = dispatched[high], highPass.transaction == lowPass.transaction || highPass.committed < lowPass.committed {
+                    continue
                 }
+                inversions.append("\(tier[low]!) \(low) before \(tier[high]!) \(high)")
             }
         }
         return inversions
