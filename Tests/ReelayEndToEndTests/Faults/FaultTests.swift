@@ -592,6 +592,37 @@ struct Faults {
         }
     }
 
+    /// Guards: every service stops on SIGTERM with exit 0, well inside its shutdown budget, whatever its peers are doing:
+    /// started against an unreachable RabbitMQ, or an unreachable PostgreSQL, each keeps running (and retrying), then
+    /// stops cleanly when asked.
+    @Test func sigtermWhileAPeerIsUnreachable() async throws {
+        try await Faulty.withSystem("sigterm-peer-down") { system in
+            let unreachable = [
+                ("rabbitmq", ["AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2f"]),
+                ("postgres", ["DATABASE_URL": "postgresql://reelay@127.0.0.1:1/reelay"]),
+            ]
+            for (peer, overrides) in unreachable {
+                for service in ["gateway", "scheduler", "dispatcher", "webhook"] {
+                    let name = "\(service)-without-\(peer)"
+                    let ports = ["GATEWAY_PORT": String(freePort()), "WEBHOOK_PORT": String(freePort())]
+                    try system.startService(name, executable: service, overrides: overrides.merging(ports) { $1 })
+                    let process = try #require(system.process(name))
+                    // Long enough to have met the unreachable peer and gone into its retry path.
+                    try await Task.sleep(for: .seconds(2))
+                    #expect(process.isRunning, "\(name) keeps running while \(peer) is unreachable\n\(process.logTail(lines: 20))")
+                    let clock = ContinuousClock()
+                    let started = clock.now
+                    let code = await process.terminate(grace: .seconds(40))
+                    let took = clock.now - started
+                    print("sigtermWhileAPeerIsUnreachable: \(name) stopped \(took) after SIGTERM")
+                    #expect(code == 0, "\(name) exited \(code.map(String.init) ?? "?")\n\(process.logTail(lines: 20))")
+                    // Contract: inside the 20 s budget with room to spare; it takes well under a second when idle.
+                    #expect(took < .seconds(15), "\(name) took \(took) to stop")
+                }
+            }
+        }
+    }
+
     /// Guards: a dispatcher whose create hangs at Replicate (answer withheld far longer than any shutdown budget) stops on
     /// SIGTERM by abandoning the call once its drain limit passes, exits 0, leaves the create's unknown outcome to the
     /// reconciliation, and the next dispatcher never creates again: the task completes from its one prediction.

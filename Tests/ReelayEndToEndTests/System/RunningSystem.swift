@@ -80,11 +80,13 @@ struct RunningSystem: Sendable {
         return system
     }
 
-    /// Starts (or restarts) one service under `name` (e.g. "dispatcher-2" runs the dispatcher executable).
-    func startService(_ name: String, executable: String? = nil) throws {
+    /// Starts (or restarts) one service under `name` (e.g. "dispatcher-2" runs the dispatcher executable), with the
+    /// system's environment changed by `overrides`.
+    func startService(_ name: String, executable: String? = nil, overrides: [String: String] = [:]) throws {
         let executable = executable ?? name.split(separator: "-").first.map(String.init) ?? name
         let process = try ManagedProcess(
-            name: name, executable: BuiltProducts.path(executable), environment: self.environment, logFolder: self.folder)
+            name: name, executable: BuiltProducts.path(executable), environment: self.environment.merging(overrides) { $1 },
+            logFolder: self.folder)
         self.processes.withLock { $0[name] = process }
     }
 
