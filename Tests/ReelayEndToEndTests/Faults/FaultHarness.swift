@@ -121,6 +121,8 @@ struct Transition: CustomStringConvertible {
     var to: String
     var attempt: Int
     var reason: String
+    /// When the transition became visible: its transaction's commit (track_commit_timestamp), so "B after A" holds exactly
+    /// whenever B's transaction depended on A's, however busy the machine.
     var at: Double
 
     var description: String { "\(self.from ?? "-")->\(self.to)#\(self.attempt) (\(self.reason))" }
@@ -132,7 +134,8 @@ extension RunningSystem {
         let result = try await self.pool.withConnection {
             try await $0.query(
                 """
-                SELECT from_status, to_status, attempt, coalesce(reason, '') AS reason, extract(epoch FROM at)::float8 AS at
+                SELECT from_status, to_status, attempt, coalesce(reason, '') AS reason,
+                       extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 AS at
                 FROM task_events WHERE task_id = $1 ORDER BY id
                 """, [id])
         }
