@@ -258,8 +258,8 @@ struct StandinTests {
 
     /// Guards: stats count creates, peak concurrency and per-task predictions, and flag tasks with two running at once.
     @Test func statsCountCreatesAndPeakRunning() async throws {
-        // Runs of 3 s so all three predictions surely overlap.
-        try await self.withStandin("stats", environment: ["STANDIN_RUN_MS": "3000"]) { standin in
+        // Runs of 15 s so all three predictions surely overlap, however slowly the three creates go through.
+        try await self.withStandin("stats", environment: ["STANDIN_RUN_MS": "15000"]) { standin in
             let task = UUID()
             let hookURL = WebhookURL.make(base: "http://127.0.0.1:9", taskID: task, attempt: 1)
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -280,7 +280,7 @@ struct StandinTests {
             #expect(stats["peak_running"].int == 3)
             #expect(stats["predictions_by_task"][task.uuidString.lowercased()].int == 3)
             #expect(stats["overlapping_tasks"].array?.map { $0.string } == [task.uuidString.lowercased()])
-            try await eventually("all predictions finish") {
+            try await eventually("all predictions finish", timeout: .seconds(90)) {
                 try await standin.stats()["running"].int == 0
             }
             #expect(try await standin.stats()["peak_running"].int == 3)
@@ -293,8 +293,8 @@ struct StandinTests {
     @Test func cancelRunningPredictionEndsCanceled() async throws {
         let receiver = try await WebhookReceiver.start()
         defer { Task { await receiver.stop() } }
-        // A 5 s run, so the cancel surely lands while it runs.
-        try await self.withStandin("cancel", environment: ["STANDIN_RUN_MS": "5000"]) { standin in
+        // A 60 s run, so the cancel surely lands while it runs (the cancel ends it; nothing waits for the run).
+        try await self.withStandin("cancel", environment: ["STANDIN_RUN_MS": "60000"]) { standin in
             let hookURL = WebhookURL.make(base: receiver.baseURL, taskID: UUID(), attempt: 1)
             let created = try await self.create(
                 standin, body: ["input": Self.input, "webhook": hookURL, "webhook_events_filter": ["completed"]])

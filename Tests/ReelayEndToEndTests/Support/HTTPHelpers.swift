@@ -92,7 +92,7 @@ func sendJSON(
 
 /// Polls `condition` until it holds; throws `message` after `timeout`.
 func eventually(
-    _ message: @autoclosure () -> String, timeout: Duration = .seconds(10), every interval: Duration = .milliseconds(50),
+    _ message: @autoclosure () -> String, timeout: Duration = .seconds(30), every interval: Duration = .milliseconds(50),
     _ condition: () async throws -> Bool
 ) async throws {
     let clock = ContinuousClock()
