@@ -436,13 +436,14 @@ struct StandinTests {
 
     /// Guards: outputs expire: after the TTL `output` is null, `data_removed` true, and the file answers 404.
     @Test func outputExpiresAfterTTL() async throws {
-        try await self.withStandin("ttl", environment: ["STANDIN_OUTPUT_TTL_SECONDS": "1"]) { standin in
+        // A 3 s TTL: the poll that sees `succeeded` must come before the output expires, even on a busy machine.
+        try await self.withStandin("ttl", environment: ["STANDIN_OUTPUT_TTL_SECONDS": "3"]) { standin in
             let created = try await self.create(standin, body: ["input": Self.input])
             let id = try #require(created.json["id"].string)
             let succeeded = try await self.waitForStatus(standin, id, "succeeded")
             let output = try #require(succeeded.json["output"].string)
             #expect(succeeded.json["data_removed"].bool == false)
-            try await Task.sleep(for: .milliseconds(1300))
+            try await Task.sleep(for: .milliseconds(3300))
             let expired = try await self.get(standin, id)
             #expect(expired.json["data_removed"].bool == true)
             #expect(expired.json["output"].isNull)
