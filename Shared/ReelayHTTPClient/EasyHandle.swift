@@ -189,11 +189,13 @@ final class EasyHandle: @unchecked Sendable {
         let detail = String(cString: self.errorBuffer)
         let text = detail.isEmpty ? Self.message(code) : "\(Self.message(code)): \(detail)"
         let started = self.requestStarted()
+        if let refusal = sink.refusal, !(code == CURLE_ABORTED_BY_CALLBACK && sink.isCancelled) {
+            // Stopped on purpose (not a video, an address that was not checked): final, not a network error.
+            return refusal
+        }
         switch code {
         case CURLE_ABORTED_BY_CALLBACK where sink.cancelled?.withLockedValue({ $0 }) ?? false:
             return CancellationError()
-        case _ where sink.refusal != nil:
-            return sink.refusal!
         case CURLE_OPERATION_TIMEDOUT:
             return HTTPClientError(code: .timeout, description: text, mayHaveBeenSent: started)
         case CURLE_COULDNT_RESOLVE_PROXY, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT, CURLE_SSL_CONNECT_ERROR,
