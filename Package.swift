@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "ReelayHTTPClient",
             dependencies: [
-                "ReelayCCurl",
+                "ReelayCCurl", "ReelayCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

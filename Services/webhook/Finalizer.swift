@@ -30,20 +30,18 @@ struct Finalizer: Sendable {
         var metadata: Logger.Metadata = [
             "webhook.id": "\(command.webhookID)", "prediction.id": "\(prediction.id)", "prediction.status": "\(prediction.status.rawValue)",
         ]
-        let found: TaskRecord?
-        if let taskID = command.taskID { found = try await self.store.task(id: taskID) } else { found = try await self.store.task(predictionID: prediction.id) }
-        guard let task = found else {
-            self.logger.warning("webhook for an unknown task", metadata: metadata)
-            return try await self.seen(command, prediction)
+        guard let matched = try await self.matchTask(command, prediction, metadata: metadata) else {
+            return try await self.seen(command, prediction, target: nil)
         }
+        let (task, attempt) = matched
         metadata["task.id"] = "\(task.id)"
-        let attempt = command.attempt ?? task.attempt
+        let target = WebhookTarget(taskID: task.id, attempt: attempt)
         // Only a task holding a slot (dispatching or processing) at this attempt can take this prediction's news.
         let stale = attempt != task.attempt || !task.status.holdsSlot
             || (task.replicateTaskID != nil && task.replicateTaskID != prediction.id)
         if stale {
             self.logger.info("stale or late webhook ignored", metadata: metadata)
-            return try await self.seen(command, prediction)
+            return try await self.seen(command, prediction, target: target)
         }
         switch prediction.status {
         case .succeeded:
@@ -79,7 +77,44 @@ struct Finalizer: Sendable {
                 self.logger.warning("unknown prediction status; still waiting", metadata: metadata.merging(["status": "\(status)"]) { $1 })
             }
         }
-        try await self.seen(command, prediction)
+        try await self.seen(command, prediction, target: target)
+    }
+
+    /// The task this delivery may change, and the attempt it is for (WebhookClaim): named by the signed body's webhook
+    /// URL, else by the unsigned query only when that task recorded this prediction, else by the recorded prediction
+    /// id. nil when it matches no task; the reconciliation then finishes the task from Replicate's own answer.
+    private func matchTask(
+        _ command: PredictionWebhookCommand, _ prediction: ReplicatePrediction, metadata: Logger.Metadata
+    ) async throws -> (TaskRecord, Int)? {
+        let query = command.taskID.flatMap { id in command.attempt.map { WebhookTarget(taskID: id, attempt: $0) } }
+        switch WebhookClaim(signedWebhookURL: prediction.webhook, query: query) {
+        case .conflict(let signed, let claimed):
+            self.logger.warning(
+                "webhook not applied: its query names another task than its signed body",
+                metadata: metadata.merging(["signed": "\(signed)", "claimed": "\(claimed)"]) { $1 })
+            return nil
+        case .signed(let target):
+            guard let task = try await self.store.task(id: target.taskID) else {
+                self.logger.warning("webhook for an unknown task", metadata: metadata.merging(["task.id": "\(target.taskID)"]) { $1 })
+                return nil
+            }
+            return (task, target.attempt)
+        case .unsigned(let target):
+            let task = try await self.store.task(id: target.taskID)
+            guard let task, WebhookClaim.holds(recordedPredictionID: task.replicateTaskID, predictionID: prediction.id) else {
+                self.logger.warning(
+                    "webhook not matched to a task: no signed webhook URL, and the task in its query has not recorded this prediction",
+                    metadata: metadata.merging(["claimed": "\(target)"]) { $1 })
+                return nil
+            }
+            return (task, target.attempt)
+        case .none:
+            guard let task = try await self.store.task(predictionID: prediction.id) else {
+                self.logger.warning("webhook for an unknown task", metadata: metadata)
+                return nil
+            }
+            return (task, task.attempt)
+        }
     }
 
     private func succeeded(_ task: TaskRecord, _ prediction: ReplicatePrediction, metadata: Logger.Metadata) async throws {
@@ -92,7 +127,13 @@ struct Finalizer: Sendable {
         // Never send the Replicate token with a download: output files live on other hosts.
         let result: (status: Int, bytes: Int64)
         do {
-            result = try await self.http.download(url: url, to: self.storage.path(forKey: key), timeout: .seconds(600))
+            let rules = DownloadRules(sources: self.configuration.outputSources, maxBytes: self.configuration.outputMaxBytes)
+            result = try await self.http.download(url: url, to: self.storage.path(forKey: key), rules: rules, timeout: .seconds(600))
+        } catch let refusal as OutputRefusal {
+            // Final: the same URL gets the same answer, so the task fails now instead of spending retries.
+            self.logger.warning(
+                "output refused", metadata: metadata.merging(["refusal": "\(refusal.reason.rawValue)", "detail": "\(refusal)"]) { $1 })
+            return try await self.finish(task, to: .failed, prediction: prediction, reason: refusal.taskMessage, message: refusal.taskMessage)
         } catch {
             // Transient: the delivery comes back (redelivered) and the download is tried again.
             throw FinalizeError("downloading the output of \(prediction.id) failed: \(error)")
@@ -131,9 +172,10 @@ struct Finalizer: Sendable {
         try await self.bus.publish(TaskEvent(taskID: task.id, userID: task.userID, status: task.status, attempt: task.attempt, reason: reason))
     }
 
-    private func seen(_ command: PredictionWebhookCommand, _ prediction: ReplicatePrediction) async throws {
+    /// Records the delivery as handled, under the task it was matched to (nil: matched to none).
+    private func seen(_ command: PredictionWebhookCommand, _ prediction: ReplicatePrediction, target: WebhookTarget?) async throws {
         try await self.store.recordWebhook(
-            command.webhookID, taskID: command.taskID, attempt: command.attempt, predictionID: prediction.id,
+            command.webhookID, taskID: target?.taskID, attempt: target?.attempt, predictionID: prediction.id,
             status: prediction.status.rawValue, receivedAt: command.receivedAt)
     }
 }

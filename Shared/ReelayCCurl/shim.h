@@ -17,6 +17,10 @@ typedef int (*reelay_curl_xferinfo_cb)(void *userdata, curl_off_t dltotal, curl_
 static inline CURLcode reelay_curl_setopt_xferinfocb(CURL *h, reelay_curl_xferinfo_cb cb) {
     return curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cb);
 }
+typedef curl_socket_t (*reelay_curl_opensocket_cb)(void *userdata, curlsocktype purpose, struct curl_sockaddr *address);
+static inline CURLcode reelay_curl_setopt_opensocketcb(CURL *h, reelay_curl_opensocket_cb cb) {
+    return curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, cb);
+}
 static inline size_t reelay_curl_error_size(void) { return CURL_ERROR_SIZE; }
 static inline CURLcode reelay_curl_global_init(void) { return curl_global_init(CURL_GLOBAL_ALL); }
 #endif

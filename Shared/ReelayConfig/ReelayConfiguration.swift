@@ -69,6 +69,10 @@ public struct ReelayConfiguration: Sendable {
     /// GATEWAY_HOST (for probes); the
     /// gateway and the webhook service serve them on their own ports.
     public var healthPort: Int?
+    /// OUTPUT_ALLOWED_HOST_SUFFIXES (replicate.delivery) and OUTPUT_TRUSTED_ORIGINS (none): where outputs are fetched from.
+    public var outputSources = OutputSourcePolicy()
+    /// OUTPUT_MAX_BYTES (536870912, 512 MiB): a larger output is refused and the task fails.
+    public var outputMaxBytes: Int64 = ReelayConfiguration.defaultOutputMaxBytes
 
     /// The admission limits from MAX_USER_ACTIVE_TASKS and MAX_QUEUE_SIZE.
     public var limits: AdmissionLimits {
@@ -95,6 +99,7 @@ public struct ReelayConfiguration: Sendable {
         "WEBHOOK_HOST", "LOG_LEVEL", "LOG_FORMAT", "DISPATCH_LEASE_SECONDS", "PROCESSING_RECONCILE_SECONDS", "SCHEDULER_TICK_MS",
         "REPLICATE_HTTP_TIMEOUT_MS", "HEALTH_PORT",
         "RETRY_BASE_MS", "RETRY_CAP_MS",
+        "OUTPUT_ALLOWED_HOST_SUFFIXES", "OUTPUT_TRUSTED_ORIGINS", "OUTPUT_MAX_BYTES",
     ]
 
     static let defaultAllowedInputKeys =
@@ -180,6 +185,7 @@ public struct ReelayConfiguration: Sendable {
         if reader.string("HEALTH_PORT") != nil {
             configuration.healthPort = try reader.integer("HEALTH_PORT", default: 0, minimum: 1, maximum: 65535)
         }
+        (configuration.outputSources, configuration.outputMaxBytes) = try Self.parseOutputSettings(reader)
         return configuration
     }
 
@@ -265,6 +271,9 @@ public struct ReelayConfiguration: Sendable {
             "RETRY_CAP_MS": String(Self.milliseconds(self.retryBackoff.cap)),
             "REPLICATE_HTTP_TIMEOUT_MS": String(Self.milliseconds(self.replicateTimeout)),
             "HEALTH_PORT": self.healthPort.map(String.init) ?? "<unset>",
+            "OUTPUT_ALLOWED_HOST_SUFFIXES": self.outputSources.hostSuffixes.joined(separator: ","),
+            "OUTPUT_TRUSTED_ORIGINS": self.outputSources.trustedOrigins.map(\.description).joined(separator: ","),
+            "OUTPUT_MAX_BYTES": String(self.outputMaxBytes),
         ]
     }
 

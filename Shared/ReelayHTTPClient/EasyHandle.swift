@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import ReelayCCurl
+import ReelayCore
 
 #if canImport(Glibc)
     import Glibc
@@ -18,6 +19,14 @@ struct TransferRequest: Sendable {
     var userAgent: String
     /// Larger responses fail with `.tooLarge` (nil: no limit).
     var maxBytes: Int64?
+    /// CURLOPT_PROTOCOLS_STR: the schemes this transfer may use.
+    var protocols = "http,https"
+    /// CURLOPT_RESOLVE entries ("host:port:addr[,addr]"): the transfer connects to these addresses, never to what DNS
+    /// says at connect time.
+    var resolve: [String] = []
+    /// When set, a socket is opened only to one of these addresses (checked in curl's open-socket callback), and no
+    /// proxy from the environment is used: nothing but the checked addresses can be reached.
+    var allowedAddresses: Set<IPAddress>?
 }
 
 struct TransferOutcome {
@@ -57,6 +66,15 @@ final class EasyHandle: @unchecked Sendable {
 
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
         defer { curl_slist_free_all(headerList) }
+        // curl keeps a pointer to the RESOLVE list until the transfer ends.
+        var resolveList: UnsafeMutablePointer<curl_slist>? = nil
+        defer { curl_slist_free_all(resolveList) }
+        for entry in request.resolve {
+            guard let appended = curl_slist_append(resolveList, entry) else {
+                throw HTTPClientError(code: .other, description: "out of memory building the resolve list", mayHaveBeenSent: false)
+            }
+            resolveList = appended
+        }
         var lines = request.headerLines
         if request.body != nil || request.method == "POST" {
             // No "Expect: 100-continue" round trip, and no invented form content type.
@@ -74,16 +92,18 @@ final class EasyHandle: @unchecked Sendable {
 
         sink.curl = self.curl
         sink.cancelled = cancelled
+        sink.allowedAddresses = request.allowedAddresses
         defer {
             sink.curl = nil
             sink.cancelled = nil
+            sink.allowedAddresses = nil
         }
         let context = Unmanaged.passUnretained(sink).toOpaque()
         return try withExtendedLifetime(sink) {
             try self.check(reelay_curl_setopt_ptr(self.curl, CURLOPT_ERRORBUFFER, self.errorBuffer))
             try self.check(reelay_curl_setopt_long(self.curl, CURLOPT_NOSIGNAL, 1))
             try self.check(request.url.withCString { reelay_curl_setopt_ptr(self.curl, CURLOPT_URL, $0) })
-            try self.check(reelay_curl_setopt_ptr(self.curl, CURLOPT_PROTOCOLS_STR, "http,https"))
+            try self.check(request.protocols.withCString { reelay_curl_setopt_ptr(self.curl, CURLOPT_PROTOCOLS_STR, $0) })
             try self.check(reelay_curl_setopt_long(self.curl, CURLOPT_CONNECTTIMEOUT_MS, Int(request.connectTimeout.milliseconds)))
             try self.check(reelay_curl_setopt_long(self.curl, CURLOPT_TIMEOUT_MS, Int(remaining.milliseconds)))
             try self.check(request.userAgent.withCString { reelay_curl_setopt_ptr(self.curl, CURLOPT_USERAGENT, $0) })
@@ -98,6 +118,15 @@ final class EasyHandle: @unchecked Sendable {
             try self.check(reelay_curl_setopt_long(self.curl, CURLOPT_NOPROGRESS, 0))
             if let maxBytes = request.maxBytes {
                 try self.check(reelay_curl_setopt_off(self.curl, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(maxBytes)))
+            }
+            if resolveList != nil {
+                try self.check(reelay_curl_setopt_ptr(self.curl, CURLOPT_RESOLVE, resolveList))
+            }
+            if request.allowedAddresses != nil {
+                // An empty proxy string disables proxies, including http_proxy/https_proxy from the environment.
+                try self.check(reelay_curl_setopt_ptr(self.curl, CURLOPT_PROXY, ""))
+                try self.check(reelay_curl_setopt_opensocketcb(self.curl, transferOpenSocketCallback))
+                try self.check(reelay_curl_setopt_ptr(self.curl, CURLOPT_OPENSOCKETDATA, context))
             }
             try self.setMethod(request.method, body: request.body)
 
@@ -160,6 +189,10 @@ final class EasyHandle: @unchecked Sendable {
         let detail = String(cString: self.errorBuffer)
         let text = detail.isEmpty ? Self.message(code) : "\(Self.message(code)): \(detail)"
         let started = self.requestStarted()
+        if let refusal = sink.refusal, !(code == CURLE_ABORTED_BY_CALLBACK && sink.isCancelled) {
+            // Stopped on purpose (not a video, an address that was not checked): final, not a network error.
+            return refusal
+        }
         switch code {
         case CURLE_ABORTED_BY_CALLBACK where sink.cancelled?.withLockedValue({ $0 }) ?? false:
             return CancellationError()
@@ -226,9 +259,19 @@ final class TransferSink {
     private(set) var stoppedDiscarding = false
     var curl: UnsafeMutableRawPointer?
     var cancelled: NIOLockedValueBox<Bool>?
+    /// Addresses a socket may be opened to (nil: any); see `TransferRequest.allowedAddresses`.
+    var allowedAddresses: Set<IPAddress>?
+    /// Why the transfer was stopped on purpose: the body is not a video, or curl tried an address that was not checked.
+    private(set) var refusal: OutputRefusal?
 
     private let memoryLimit: Int?
     private let filePath: String?
+    /// File mode: a 2xx body larger than this stops the transfer with `tooLarge` (chunked bodies have no length up front).
+    private let fileLimit: Int64?
+    /// File mode: the 2xx body must start like a video (VideoSignature), decided on its first bytes.
+    private let requiresVideo: Bool
+    private var head: [UInt8] = []
+    private var headDecided = false
     private var fileDescriptor: Int32 = -1
     private var discarding = false
     private var discarded = 0
@@ -239,11 +282,15 @@ final class TransferSink {
     init(memoryLimit: Int) {
         self.memoryLimit = memoryLimit
         self.filePath = nil
+        self.fileLimit = nil
+        self.requiresVideo = false
     }
 
-    init(filePath: String) {
+    init(filePath: String, limit: Int64? = nil, requiresVideo: Bool = false) {
         self.memoryLimit = nil
         self.filePath = filePath
+        self.fileLimit = limit
+        self.requiresVideo = requiresVideo
     }
 
     deinit {
@@ -302,6 +349,20 @@ final class TransferSink {
             }
             return bytes.count
         }
+        if let limit = self.fileLimit, self.bytesWritten + Int64(bytes.count) > limit {
+            self.tooLarge = true
+            return 0
+        }
+        if self.requiresVideo && !self.headDecided {
+            self.head += bytes.prefix(VideoSignature.prefixLength - self.head.count)
+            switch VideoSignature.classify(self.head, isComplete: false) {
+            case .video: self.headDecided = true
+            case .needMoreBytes: break
+            case .notVideo(let what):
+                self.refusal = OutputRefusal(.notVideo, "the output is not a video: it is \(what)")
+                return 0
+            }
+        }
         var offset = 0
         while offset < bytes.count {
             let written = posixWrite(self.fileDescriptor, bytes.baseAddress! + offset, bytes.count - offset)
@@ -316,6 +377,28 @@ final class TransferSink {
         }
         self.bytesWritten += Int64(bytes.count)
         return bytes.count
+    }
+
+    /// For a body that ended before its first bytes were judged (shorter than a video's signature): the refusal, if any.
+    func finishVideoCheck() -> OutputRefusal? {
+        guard self.requiresVideo, !self.headDecided else { return nil }
+        if case .notVideo(let what) = VideoSignature.classify(self.head, isComplete: true) {
+            self.refusal = OutputRefusal(.notVideo, "the output is not a video: it is \(what)")
+            return self.refusal
+        }
+        self.headDecided = true
+        return nil
+    }
+
+    /// Whether a socket may be opened to `address` (the open-socket callback); records a refusal when not.
+    func mayConnect(to address: IPAddress?) -> Bool {
+        guard let allowed = self.allowedAddresses else { return true }
+        guard let address, allowed.contains(address) else {
+            let shown = address.map { "\($0)" } ?? "an address of an unknown family"
+            self.refusal = OutputRefusal(.address, "the download tried to connect to \(shown), which was not checked; it is never fetched")
+            return false
+        }
+        return true
     }
 
     /// Makes the finished .part file durable and gives it its final name (creating it if the body was empty).
@@ -401,6 +484,29 @@ private let transferHeaderCallback: reelay_curl_data_cb = { data, size, count, c
     guard total > 0, let data else { return total }
     data.withMemoryRebound(to: UInt8.self, capacity: total) { sink.header(UnsafeBufferPointer(start: $0, count: total)) }
     return total
+}
+
+/// Called by curl before it opens each socket: refuses addresses outside the transfer's checked set, so no redirect,
+/// DNS answer or connection reuse can reach another one.
+private let transferOpenSocketCallback: reelay_curl_opensocket_cb = { context, _, address in
+    guard let context, let address else { return CURL_SOCKET_BAD }
+    let sink = Unmanaged<TransferSink>.fromOpaque(context).takeUnretainedValue()
+    let family = address.pointee.family
+    let socketAddress = UnsafeRawPointer(address) + MemoryLayout<curl_sockaddr>.offset(of: \curl_sockaddr.addr)!
+    var target: IPAddress?
+    if family == AF_INET {
+        let ipv4 = socketAddress.loadUnaligned(as: sockaddr_in.self)
+        target = withUnsafeBytes(of: ipv4.sin_addr) { IPAddress(bytes: Array($0)) }
+    } else if family == AF_INET6 {
+        let ipv6 = socketAddress.loadUnaligned(as: sockaddr_in6.self)
+        target = withUnsafeBytes(of: ipv6.sin6_addr) { IPAddress(bytes: Array($0)) }
+    }
+    guard sink.mayConnect(to: target) else { return CURL_SOCKET_BAD }
+    let descriptor = socket(family, address.pointee.socktype, address.pointee.protocol)
+    if descriptor >= 0 {
+        _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
+    }
+    return descriptor
 }
 
 /// Called by curl about once a second (more often while data flows): a non-zero return aborts the transfer.

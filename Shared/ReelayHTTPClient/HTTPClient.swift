@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ReelayCCurl
+import ReelayCore
 
 #if canImport(Glibc)
     import Glibc
@@ -78,32 +79,54 @@ public final class HTTPClient: Sendable {
         return response
     }
 
-    /// Streams the response body into `path` (written to path + ".part", then renamed) when status is 2xx; follows
-    /// redirects (max 5) but sends `headers` only while every hop stays on the URL's own scheme, host and port.
-    /// Returns the status and bytes written; for non-2xx it writes nothing and returns the status.
+    /// Streams a response body into `path` (written to path + ".part", then renamed) when status is 2xx, under `rules`:
+    /// the URL and every redirect target (max 5 hops) must pass `rules.sources` before anything connects to them; a
+    /// host name is resolved here, every address it resolves to is checked, and the connection is pinned to those
+    /// addresses (CURLOPT_RESOLVE, and an open-socket check), so a DNS answer that changes meanwhile cannot pass.
+    /// Sends `headers` only while every hop stays on the URL's own scheme, host and port.
+    ///
+    /// - Returns: the status and bytes written; for non-2xx it writes nothing and returns the status.
+    /// - Throws: `OutputRefusal` when the rules refuse the URL, a redirect, an address, the size or the content (the
+    ///   partial file is removed; retrying gives the same answer), `HTTPClientError` for network trouble.
     public func download(
-        url: String, headers: [(String, String)] = [], to path: String, timeout: Duration = .seconds(300)
+        url: String, headers: [(String, String)] = [], to path: String, rules: DownloadRules, timeout: Duration = .seconds(300)
+    ) async throws -> (status: Int, bytes: Int64) {
+        try await self.download(url: url, headers: headers, to: path, rules: rules, timeout: timeout, network: .system)
+    }
+
+    /// `download` with its name resolution and address check replaceable: a test seam, so a name no DNS knows can be
+    /// pinned to a local test server.
+    func download(
+        url: String, headers: [(String, String)], to path: String, rules: DownloadRules, timeout: Duration, network: DownloadNetwork
     ) async throws -> (status: Int, bytes: Int64) {
         let headerLines = try Self.headerLines(headers)
         let deadline = ContinuousClock.now + timeout
         let cancelled = NIOLockedValueBox(false)
         let partPath = path + ".part"
-        let result = try await self.onWorker(cancelled: cancelled) { easy -> (status: Int, bytes: Int64) in
-            guard let origin = EasyHandle.origin(of: url) else {
-                throw HTTPClientError(code: .other, description: "malformed URL", mayHaveBeenSent: false)
-            }
-            var currentURL = url
+        // Checked here as well, so a refused URL costs no worker thread and never reaches curl.
+        let first = try rules.sources.check(url)
+        // A handle of its own: pinned addresses live in a handle's DNS cache, and no connection of another request may
+        // be reused for a checked one.
+        let result = try await self.onWorker(cancelled: cancelled, freshHandle: true) { easy -> (status: Int, bytes: Int64) in
+            let origin = first.url.origin
+            var source = first
             var currentHeaders = headerLines
             var redirects = 0
             while true {
-                let sink = TransferSink(filePath: partPath)
+                let pin = try Self.pin(source, rules: rules, network: network)
+                let sink = TransferSink(filePath: partPath, limit: rules.maxBytes, requiresVideo: rules.requiresVideo)
+                var request = TransferRequest(
+                    method: "GET", url: source.url.normalized, headerLines: currentHeaders, body: nil, deadline: deadline,
+                    connectTimeout: self.connectTimeout, userAgent: self.userAgent, maxBytes: rules.maxBytes)
+                request.protocols = source.isTrusted ? source.url.scheme : "https"
+                request.resolve = pin.entries
+                request.allowedAddresses = pin.addresses
                 let outcome: TransferOutcome
                 do {
-                    outcome = try easy.perform(
-                        TransferRequest(
-                            method: "GET", url: currentURL, headerLines: currentHeaders, body: nil, deadline: deadline,
-                            connectTimeout: self.connectTimeout, userAgent: self.userAgent, maxBytes: nil),
-                        sink: sink, cancelled: cancelled)
+                    outcome = try easy.perform(request, sink: sink, cancelled: cancelled)
+                } catch let error as HTTPClientError where error.code == .tooLarge {
+                    sink.abandonFile()
+                    throw OutputRefusal.tooLarge(limit: rules.maxBytes)
                 } catch {
                     sink.abandonFile()
                     throw error
@@ -115,16 +138,26 @@ public final class HTTPClient: Sendable {
                         throw HTTPClientError(
                             code: .other, description: "more than \(Self.maxRedirects) redirects", mayHaveBeenSent: true)
                     }
-                    if EasyHandle.origin(of: location) != origin {
+                    let next: DownloadRules.Source
+                    do throws(OutputRefusal) {
+                        next = try rules.sources.check(location)
+                    } catch {
+                        throw OutputRefusal.redirect(from: source.url.origin, error)
+                    }
+                    if next.url.origin != origin {
                         // Credentials are for the URL's own host only; once dropped they stay dropped.
                         currentHeaders = []
                     }
-                    currentURL = location
+                    source = next
                     continue
                 }
                 guard (200..<300).contains(outcome.status) else {
                     sink.abandonFile()
                     return (outcome.status, 0)
+                }
+                if let refusal = sink.finishVideoCheck() {
+                    sink.abandonFile()
+                    throw refusal
                 }
                 try sink.finishFile(renamingTo: path)
                 return (outcome.status, sink.bytesWritten)
@@ -132,11 +165,76 @@ public final class HTTPClient: Sendable {
         }
         self.logger.debug(
             "http download",
-            metadata: [
-                "http.host": "\(EasyHandle.host(of: url) ?? "?")", "http.status": "\(result.status)",
-                "http.bytes": "\(result.bytes)",
-            ])
+            metadata: ["http.host": "\(first.url.host)", "http.status": "\(result.status)", "http.bytes": "\(result.bytes)"])
         return result
+    }
+
+    /// Resolves a source's host (on the calling worker thread), checks every address, and returns the pin: CURLOPT_RESOLVE
+    /// entries and the addresses a socket may be opened to. A trusted origin is neither checked nor pinned.
+    static func pin(
+        _ source: DownloadRules.Source, rules: DownloadRules, network: DownloadNetwork
+    ) throws -> (entries: [String], addresses: Set<IPAddress>?) {
+        // curl must read the URL as the rules did, or the pin would be for another host.
+        let curlView = EasyHandle.origin(of: source.url.normalized).flatMap { try? OutputURL($0 + "/") }
+        guard let curlView, curlView.scheme == source.url.scheme, curlView.host == source.url.host, curlView.port == source.url.port
+        else {
+            throw OutputRefusal(.malformed, "the output URL \(source.url.origin) is read differently by the HTTP library; it is never fetched")
+        }
+        if source.isTrusted {
+            return ([], nil)
+        }
+        switch source.url.host {
+        case .address(let address):
+            // Only reachable if a rule allowed a literal address: then that address is the only one.
+            try network.check(rules.sources, [address], source)
+            return ([], [address])
+        case .name(let name):
+            let addresses = try network.resolve(name, source.url.port)
+            guard !addresses.isEmpty else {
+                throw HTTPClientError(code: .connect, description: "\(name) resolved to no address", mayHaveBeenSent: false)
+            }
+            try network.check(rules.sources, addresses, source)
+            return ([Self.resolveEntry(host: name, port: source.url.port, addresses: addresses)], Set(addresses))
+        }
+    }
+
+    /// "host:port:addr[,addr]", IPv6 addresses in brackets (CURLOPT_RESOLVE).
+    static func resolveEntry(host: String, port: Int, addresses: [IPAddress]) -> String {
+        "\(host):\(port):" + addresses.map { $0.isIPv4 ? $0.description : "[\($0)]" }.joined(separator: ",")
+    }
+
+    /// getaddrinfo (blocking: runs on a worker thread): every address of `host`, without duplicates, in its order.
+    static func resolve(_ host: String, port: Int) throws -> [IPAddress] {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_ADDRCONFIG
+        var list: UnsafeMutablePointer<addrinfo>?
+        let code = getaddrinfo(host, String(port), &hints, &list)
+        guard code == 0 else {
+            let message = gai_strerror(code).map { String(cString: $0) } ?? "error \(code)"
+            throw HTTPClientError(code: .connect, description: "could not resolve \(host): \(message)", mayHaveBeenSent: false)
+        }
+        defer { freeaddrinfo(list) }
+        var addresses: [IPAddress] = []
+        var entry = list
+        while let current = entry {
+            if let socketAddress = current.pointee.ai_addr {
+                var address: IPAddress?
+                if current.pointee.ai_family == AF_INET {
+                    let ipv4 = UnsafeRawPointer(socketAddress).loadUnaligned(as: sockaddr_in.self)
+                    address = withUnsafeBytes(of: ipv4.sin_addr) { IPAddress(bytes: Array($0)) }
+                } else if current.pointee.ai_family == AF_INET6 {
+                    let ipv6 = UnsafeRawPointer(socketAddress).loadUnaligned(as: sockaddr_in6.self)
+                    address = withUnsafeBytes(of: ipv6.sin6_addr) { IPAddress(bytes: Array($0)) }
+                }
+                if let address, !addresses.contains(address) {
+                    addresses.append(address)
+                }
+            }
+            entry = current.pointee.ai_next
+        }
+        return addresses
     }
 
     /// Waits for running requests, then frees every easy handle and stops the threads. Later requests fail.
@@ -160,8 +258,9 @@ public final class HTTPClient: Sendable {
 
     /// Runs `body` on a worker thread with an easy handle. Cancelling the task before it starts skips it; during the
     /// transfer it sets `cancelled`, which the progress callback turns into an abort.
+    /// - Parameter freshHandle: use a new easy handle and free it afterwards (no shared DNS cache or connections).
     private func onWorker<T: Sendable>(
-        cancelled: NIOLockedValueBox<Bool>, _ body: @escaping @Sendable (EasyHandle) throws -> T
+        cancelled: NIOLockedValueBox<Bool>, freshHandle: Bool = false, _ body: @escaping @Sendable (EasyHandle) throws -> T
     ) async throws -> T {
         guard !self.isShutdown.withLockedValue({ $0 }) else {
             throw Self.shutDownError
@@ -169,6 +268,13 @@ public final class HTTPClient: Sendable {
         do {
             return try await withTaskCancellationHandler {
                 try await self.threadPool.runIfActive {
+                    if freshHandle {
+                        guard let easy = EasyHandle() else {
+                            throw HTTPClientError(code: .other, description: "curl_easy_init failed", mayHaveBeenSent: false)
+                        }
+                        defer { easy.cleanup() }
+                        return try body(easy)
+                    }
                     let easy = try self.takeHandle()
                     defer { self.returnHandle(easy) }
                     return try body(easy)
@@ -222,4 +328,15 @@ extension Duration {
         let (seconds, attoseconds) = self.components
         return seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
     }
+}
+
+/// How a download resolves a host and checks the addresses (the system resolver and `OutputSourcePolicy`); replaceable
+/// only inside this module and its tests.
+struct DownloadNetwork: Sendable {
+    var resolve: @Sendable (String, Int) throws -> [IPAddress]
+    var check: @Sendable (OutputSourcePolicy, [IPAddress], DownloadRules.Source) throws -> Void
+
+    static let system = DownloadNetwork(
+        resolve: { try HTTPClient.resolve($0, port: $1) },
+        check: { policy, addresses, source in try policy.check(resolved: addresses, for: source) })
 }

@@ -1,3 +1,5 @@
+import ReelayCore
+
 /// A complete HTTP response.
 public struct HTTPClientResponse: Sendable {
     public var status: Int
@@ -43,5 +45,22 @@ public struct HTTPClientError: Error, Sendable, CustomStringConvertible {
         self.code = code
         self.description = description
         self.mayHaveBeenSent = mayHaveBeenSent
+    }
+}
+
+/// What a download may fetch: where from (every hop), how much, and whether it must be a video.
+public struct DownloadRules: Sendable {
+    public typealias Source = OutputSourcePolicy.Source
+
+    public var sources: OutputSourcePolicy
+    /// A longer body is refused (`OutputRefusal.tooLarge`), by its Content-Length or while it streams.
+    public var maxBytes: Int64
+    /// The body must start like a video (`VideoSignature`), else `OutputRefusal.notVideo`.
+    public var requiresVideo: Bool
+
+    public init(sources: OutputSourcePolicy, maxBytes: Int64, requiresVideo: Bool = true) {
+        self.sources = sources
+        self.maxBytes = maxBytes
+        self.requiresVideo = requiresVideo
     }
 }

@@ -187,6 +187,10 @@ struct StandinTests {
                     signatureHeader: hook.header("webhook-signature"), body: hook.body + [0x20], now: Date())
             }
             #expect(hook.json["id"].string == id)
+            // As Replicate does, the signed body names the webhook URL the prediction was created with: Reelay binds the
+            // delivery to the task and attempt in it, not to the unsigned query the request arrived with.
+            #expect(hook.json["webhook"].string == hookURL)
+            #expect(hook.json["webhook_events_filter"].array?.compactMap(\.string) == ["start", "completed"])
             let fetched = try await self.get(standin, id)
             #expect(fetched.body == hook.body, "webhook body differs from GET:\n\(hook.json)\n\(fetched.json)")
 
@@ -432,19 +436,47 @@ struct StandinTests {
 
     /// Guards: outputs expire: after the TTL `output` is null, `data_removed` true, and the file answers 404.
     @Test func outputExpiresAfterTTL() async throws {
-        try await self.withStandin("ttl", environment: ["STANDIN_OUTPUT_TTL_SECONDS": "1"]) { standin in
+        // A 3 s TTL: the poll that sees `succeeded` must come before the output expires, even on a busy machine.
+        try await self.withStandin("ttl", environment: ["STANDIN_OUTPUT_TTL_SECONDS": "3"]) { standin in
             let created = try await self.create(standin, body: ["input": Self.input])
             let id = try #require(created.json["id"].string)
             let succeeded = try await self.waitForStatus(standin, id, "succeeded")
             let output = try #require(succeeded.json["output"].string)
             #expect(succeeded.json["data_removed"].bool == false)
-            try await Task.sleep(for: .milliseconds(1300))
+            try await Task.sleep(for: .milliseconds(3300))
             let expired = try await self.get(standin, id)
             #expect(expired.json["data_removed"].bool == true)
             #expect(expired.json["output"].isNull)
             #expect(expired.json["status"].string == "succeeded")
             let file = try await testHTTPClient.request(method: "GET", url: output, headers: [], body: nil, timeout: .seconds(5))
             #expect(file.status == 404)
+        }
+    }
+
+    /// Guards: the stand-in's hostile file routes, which the output-download tests rely on, do what they say: a
+    /// redirect to any URL, and blobs of a given size and kind, with a Content-Length or chunked.
+    @Test func hostileFileRoutes() async throws {
+        try await self.withStandin("hostile") { standin in
+            let redirect = try await testHTTPClient.request(
+                method: "GET", url: standin.baseURL + "/_standin/redirect?to=http%3A%2F%2F169.254.169.254%2Flatest%2F", headers: [],
+                body: nil, timeout: .seconds(5))
+            #expect(redirect.status == 302)
+            #expect(redirect.header("location") == "http://169.254.169.254/latest/")
+            for chunked in [false, true] {
+                let url = standin.baseURL + "/_standin/blob?bytes=200000&kind=mp4" + (chunked ? "&chunked=1" : "")
+                let video = try await testHTTPClient.request(method: "GET", url: url, headers: [], body: nil, timeout: .seconds(5))
+                #expect(video.status == 200)
+                #expect(video.body.count == 200_000)
+                #expect(Array(video.body[4..<8]) == Array("ftyp".utf8))
+                #expect((video.header("content-length") == nil) == chunked, "chunked=\(chunked): \(video.headers)")
+            }
+            let page = try await testHTTPClient.request(
+                method: "GET", url: standin.baseURL + "/_standin/blob?bytes=5000&kind=html", headers: [], body: nil, timeout: .seconds(5))
+            #expect(page.header("content-type") == "text/html")
+            #expect(page.body.count == 5000)
+            #expect(String(decoding: page.body.prefix(15), as: UTF8.self) == "<!DOCTYPE html>")
+            let bad = try await sendJSON("GET", standin.baseURL + "/_standin/blob?bytes=-1")
+            #expect(bad.status == 400)
         }
     }
 

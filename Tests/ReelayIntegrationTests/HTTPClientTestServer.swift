@@ -20,8 +20,12 @@ struct HTTPClientTestRequest: Sendable {
 final class HTTPClientTestLog: @unchecked Sendable {
     private let lock = NSLock()
     private var requests: [HTTPClientTestRequest] = []
+    private var accepted = 0
 
     func append(_ request: HTTPClientTestRequest) { self.lock.withLock { self.requests.append(request) } }
+    func connected() { self.lock.withLock { self.accepted += 1 } }
+    /// TCP connections accepted so far (a refused download must not even connect).
+    var connections: Int { self.lock.withLock { self.accepted } }
     var all: [HTTPClientTestRequest] { self.lock.withLock { self.requests } }
     func last(path: String) -> HTTPClientTestRequest? { self.all.last { $0.path == path } }
 }
@@ -29,7 +33,8 @@ final class HTTPClientTestLog: @unchecked Sendable {
 /// A tiny HTTP/1.1 server: parses request bytes itself and answers with canned raw responses, chosen by path.
 ///
 /// Routes: /echo (the raw request back), /status/N, /headers, /slow (never answers), /bytes/N (N deterministic bytes),
-/// /chunked/N (the same, chunked), /missing (404), /redirect?to=URL (302), /loop (301 to itself).
+/// /chunked/N (the same, chunked), /missing (404), /redirect?to=URL (302), /loop (301 to itself), /video/N and
+/// /video-chunked/N (N bytes that start like an MP4), /html/N (an N-byte web page).
 final class HTTPClientTestServer: Sendable {
     let channel: Channel
     let log: HTTPClientTestLog
@@ -77,6 +82,12 @@ final class HTTPClientTestServer: Sendable {
     static func payload(_ count: Int) -> [UInt8] {
         (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 / 251) }
     }
+
+    /// N bytes (N >= 24) that start like an MP4: an ftyp box, then `payload` bytes.
+    static func video(_ count: Int) -> [UInt8] {
+        let ftyp: [UInt8] = [0, 0, 0, 24] + Array("ftypisom".utf8) + [0, 0, 2, 0] + Array("isommp41".utf8)
+        return Array((ftyp + Self.payload(max(0, count - ftyp.count))).prefix(count))
+    }
 }
 
 private final class RawHTTPHandler: ChannelInboundHandler {
@@ -88,6 +99,11 @@ private final class RawHTTPHandler: ChannelInboundHandler {
 
     init(log: HTTPClientTestLog) {
         self.log = log
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.log.connected()
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -144,9 +160,17 @@ private final class RawHTTPHandler: ChannelInboundHandler {
         if path.hasPrefix("/bytes/"), let count = Int(path.dropFirst("/bytes/".count)) {
             return Self.response(200, headers: [("Content-Type", "video/mp4")], body: HTTPClientTestServer.payload(count))
         }
-        if path.hasPrefix("/chunked/"), let count = Int(path.dropFirst("/chunked/".count)) {
+        if path.hasPrefix("/video/"), let count = Int(path.dropFirst("/video/".count)) {
+            return Self.response(200, headers: [("Content-Type", "video/mp4")], body: HTTPClientTestServer.video(count))
+        }
+        if path.hasPrefix("/html/"), let count = Int(path.dropFirst("/html/".count)) {
+            let page = Array("<!DOCTYPE html><html><body>secret</body></html>".utf8)
+            let body = (0..<count).map { page[$0 % page.count] }
+            return Self.response(200, headers: [("Content-Type", "text/html")], body: body)
+        }
+        if path.hasPrefix("/chunked/") || path.hasPrefix("/video-chunked/"), let count = Int(path.split(separator: "/").last ?? "") {
             var raw = Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
-            let payload = HTTPClientTestServer.payload(count)
+            let payload = path.hasPrefix("/video-") ? HTTPClientTestServer.video(count) : HTTPClientTestServer.payload(count)
             var offset = 0
             while offset < payload.count {
                 let chunk = payload[offset..<min(offset + 10_000, payload.count)]

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
-import ReelayHTTPClient
+import ReelayCore
+@testable import ReelayHTTPClient
 import Testing
 
 /// A client that is always shut down, even when the test body throws.
@@ -18,6 +19,13 @@ private func withClient<T>(threads: Int = 2, _ body: (HTTPClient) async throws -
 
 private func temporaryPath(_ name: String) -> String {
     NSTemporaryDirectory() + "reelay-http-\(UUID().uuidString)-\(name)"
+}
+
+/// Rules that trust the test server's origins (plain http on loopback), as the stand-in is trusted in development.
+private func trusting(_ origins: String..., maxBytes: Int64 = 1 << 30, requiresVideo: Bool = false) throws -> DownloadRules {
+    DownloadRules(
+        sources: OutputSourcePolicy(hostSuffixes: [], trustedOrigins: try origins.map { try TrustedOrigin($0) }), maxBytes: maxBytes,
+        requiresVideo: requiresVideo)
 }
 
 @Suite("HTTPClientRequests")
@@ -235,7 +243,7 @@ struct HTTPClientDownloadTests {
                 let target = temporaryPath("video.mp4")
                 defer { try? FileManager.default.removeItem(atPath: target) }
                 let expected = HTTPClientTestServer.payload(Int(path.split(separator: "/").last!)!)
-                let result = try await client.download(url: server.base + path, to: target)
+                let result = try await client.download(url: server.base + path, to: target, rules: try trusting(server.base))
                 #expect(result.status == 200)
                 #expect(result.bytes == Int64(expected.count))
                 #expect(FileManager.default.contents(atPath: target) == Data(expected))
@@ -249,7 +257,7 @@ struct HTTPClientDownloadTests {
         try await HTTPClientTestServer.with { server in
             try await withClient { client in
                 let target = temporaryPath("missing.mp4")
-                let result = try await client.download(url: server.base + "/missing", to: target)
+                let result = try await client.download(url: server.base + "/missing", to: target, rules: try trusting(server.base))
                 #expect(result.status == 404)
                 #expect(result.bytes == 0)
                 #expect(!FileManager.default.fileExists(atPath: target))
@@ -263,11 +271,12 @@ struct HTTPClientDownloadTests {
         try await HTTPClientTestServer.with { server in
             try await withClient { client in
                 let auth = [("Authorization", "Bearer r8_secret")]
+                let rules = try trusting(server.base, "http://localhost:\(server.port)")
                 let target = temporaryPath("redirected.mp4")
                 defer { try? FileManager.default.removeItem(atPath: target) }
 
                 let sameHost = server.base + "/redirect?to=" + "/bytes/1234"
-                let same = try await client.download(url: sameHost, headers: auth, to: target)
+                let same = try await client.download(url: sameHost, headers: auth, to: target, rules: rules)
                 #expect(same.status == 200)
                 #expect(same.bytes == 1234)
                 #expect(server.log.last(path: "/bytes/1234")?.header("authorization") == "Bearer r8_secret")
@@ -276,7 +285,7 @@ struct HTTPClientDownloadTests {
                 let otherHost = "http://localhost:\(server.port)/bytes/4321"
                 let cross = try await client.download(
                     url: server.base + "/redirect?to=" + otherHost.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!,
-                    headers: auth, to: target)
+                    headers: auth, to: target, rules: rules)
                 #expect(cross.status == 200)
                 #expect(cross.bytes == 4321)
                 let seen = try #require(server.log.last(path: "/bytes/4321"))
@@ -293,7 +302,7 @@ struct HTTPClientDownloadTests {
             try await withClient { client in
                 let target = temporaryPath("loop.mp4")
                 await #expect(throws: HTTPClientError.self) {
-                    try await client.download(url: server.base + "/loop", to: target)
+                    try await client.download(url: server.base + "/loop", to: target, rules: try trusting(server.base))
                 }
                 #expect(server.log.all.count == 1 + HTTPClient.maxRedirects)
                 #expect(!FileManager.default.fileExists(atPath: target))

@@ -96,6 +96,11 @@ struct Prediction: Sendable {
         if let deadline = self.deadline {
             object["deadline"] = .string(Timestamp.iso8601(deadline))
         }
+        if let webhook = self.webhook {
+            // As Replicate does: the prediction names the webhook it was created with (inside the signed body).
+            object["webhook"] = .string(webhook)
+            object["webhook_events_filter"] = .array(WebhookEvent.allCases.filter(self.events.contains).map { .string($0.rawValue) })
+        }
         return .object(object)
     }
 

@@ -1,7 +1,9 @@
 import Foundation
 import Hummingbird
 
-/// HTTP routes: Replicate's API under /v1, output files under /files, test controls under /_standin.
+/// HTTP routes: Replicate's API under /v1, output files under /files, test controls under /_standin (among them two
+/// hostile file servers for tests of the output download: `/_standin/redirect?to=URL` answers 302 to any URL, and
+/// `/_standin/blob?bytes=N&kind=mp4|html&chunked=1` serves N bytes of a fake video or a web page).
 struct StandinRoutes: Sendable {
     let standin: Standin
     static let maxBodyBytes = 1 << 20
@@ -60,6 +62,15 @@ struct StandinRoutes: Sendable {
         }
         router.post("/_standin/faults") { request, _ in
             await self.setFaults(request)
+        }
+        router.get("/_standin/redirect") { request, _ in
+            guard let target = request.uri.queryParameters.get("to"), !target.isEmpty else {
+                return Self.problem(Problem(status: 400, title: "No target", detail: "Name the redirect target: ?to=URL."))
+            }
+            return Response(status: .found, headers: [.location: target, .contentLength: "0"])
+        }
+        router.get("/_standin/blob") { request, _ in
+            self.blob(request)
         }
         router.post("/_standin/reset") { _, _ in
             await self.standin.book.reset()
@@ -129,6 +140,31 @@ struct StandinRoutes: Sendable {
         return Response(
             status: .ok, headers: [.contentType: "video/mp4", .contentLength: String(bytes.count)],
             body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    /// N bytes (at most 1 GiB) of a fake MP4 (`kind=mp4`, the default) or of an HTML page, with a Content-Length, or
+    /// chunked without one (`chunked=1`), in 64 KiB pieces so a large one never sits in memory.
+    private func blob(_ request: Request) -> Response {
+        let parameters = request.uri.queryParameters
+        guard let count = parameters.get("bytes").flatMap({ Int($0) }), (0...(1 << 30)).contains(count) else {
+            return Self.problem(Problem(status: 400, title: "Bad size", detail: "Give bytes=N with N from 0 to 1073741824."))
+        }
+        let kind = parameters.get("kind") ?? "mp4"
+        guard kind == "mp4" || kind == "html" else {
+            return Self.problem(Problem(status: 400, title: "Bad kind", detail: "kind is mp4 or html."))
+        }
+        let chunked = parameters.get("chunked") == "1"
+        let pattern: [UInt8] = kind == "mp4" ? FakeVideo.bytes(for: "blob") : Array("<!DOCTYPE html><html><body>internal page</body></html>\n".utf8)
+        let body = ResponseBody(contentLength: chunked ? nil : count) { writer in
+            var sent = 0
+            while sent < count {
+                let size = min(1 << 16, count - sent)
+                try await writer.write(ByteBuffer(bytes: (sent..<(sent + size)).map { pattern[$0 % pattern.count] }))
+                sent += size
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: kind == "mp4" ? "video/mp4" : "text/html"], body: body)
     }
 
     private func setFaults(_ request: Request) async -> Response {

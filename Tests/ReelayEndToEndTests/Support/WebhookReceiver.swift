@@ -28,6 +28,7 @@ final class WebhookReceiver: Sendable {
         var requests: [ReceivedRequest] = []
         /// Statuses for the next requests, in order; 200 once they run out.
         var scriptedStatuses: [Int] = []
+        var connections = 0
     }
 
     let port: Int
@@ -65,6 +66,11 @@ final class WebhookReceiver: Sendable {
     /// Answers the next requests with these statuses (e.g. [500, 500] makes the sender retry twice).
     func script(statuses: [Int]) {
         self.state.withLock { $0.scriptedStatuses = statuses }
+    }
+
+    /// TCP connections accepted so far, whether or not they carried a request (a TLS handshake does not).
+    var connections: Int {
+        self.state.withLock { $0.connections }
     }
 
     /// Everything received so far, oldest first.
@@ -105,6 +111,11 @@ final class WebhookReceiver: Sendable {
 
         init(state: Locked<State>) {
             self.state = state
+        }
+
+        func channelActive(context: ChannelHandlerContext) {
+            self.state.withLock { $0.connections += 1 }
+            context.fireChannelActive()
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {

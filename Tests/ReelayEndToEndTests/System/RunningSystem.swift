@@ -48,6 +48,8 @@ struct RunningSystem: Sendable {
             "DATABASE_URL": databaseURL,
             "AMQP_URL": amqpURL,
             "REPLICATE_API_BASE_URL": standin.apiBaseURL,
+            // The stand-in serves outputs over http on loopback: trusted by exact origin, as in development.
+            "OUTPUT_TRUSTED_ORIGINS": standin.baseURL,
             "REPLICATE_API_TOKEN": RunningStandin.token,
             "REPLICATE_WEBHOOK_SECRET": RunningStandin.secret,
             "WEBHOOK_PUBLIC_URL": "http://127.0.0.1:\(webhookPort)",
