@@ -69,6 +69,24 @@ public struct ReelayConfiguration: Sendable {
     /// GATEWAY_HOST (for probes); the
     /// gateway and the webhook service serve them on their own ports.
     public var healthPort: Int?
+    /// PUBLIC_BASE_URL without a trailing slash: the base of every absolute link the gateway emits (never the Host header);
+    /// default http://127.0.0.1:GATEWAY_PORT.
+    public var publicBaseURL: String = "http://127.0.0.1:8080"
+    /// ALLOW_LOCAL_IMAGE_URLS (false): the development exception letting input_image_url be http(s)://localhost,
+    /// 127.0.0.1 or [::1]. Private, link-local and other non-public addresses stay refused either way.
+    public var allowLocalImageURLs = false
+    /// SUBMIT_RATE_PER_MIN (60): submissions per minute one API key may make, across all gateway replicas.
+    public var submitRatePerMinute = 60
+    /// SUBMIT_BURST (20): submissions one API key may make at once after a quiet period.
+    public var submitBurst = 20
+    /// HTTP_IDLE_TIMEOUT_MS (60000): every HTTP server closes a connection idle this long.
+    public var httpIdleTimeout: Duration = .seconds(60)
+    /// HTTP_READ_TIMEOUT_MS (10000): every HTTP server closes a connection whose request head (from its first byte), or
+    /// whose body, takes longer than this to arrive.
+    public var httpReadTimeout: Duration = .seconds(10)
+
+    /// The shortest QUEUE_PROCESSOR_TOKEN accepted: a guessable ops token opens every task to whoever guesses it.
+    public static let minimumOpsTokenLength = 32
 
     /// The admission limits from MAX_USER_ACTIVE_TASKS and MAX_QUEUE_SIZE.
     public var limits: AdmissionLimits {
@@ -95,6 +113,7 @@ public struct ReelayConfiguration: Sendable {
         "WEBHOOK_HOST", "LOG_LEVEL", "LOG_FORMAT", "DISPATCH_LEASE_SECONDS", "PROCESSING_RECONCILE_SECONDS", "SCHEDULER_TICK_MS",
         "REPLICATE_HTTP_TIMEOUT_MS", "HEALTH_PORT",
         "RETRY_BASE_MS", "RETRY_CAP_MS",
+        "PUBLIC_BASE_URL", "ALLOW_LOCAL_IMAGE_URLS", "SUBMIT_RATE_PER_MIN", "SUBMIT_BURST", "HTTP_IDLE_TIMEOUT_MS", "HTTP_READ_TIMEOUT_MS",
     ]
 
     static let defaultAllowedInputKeys =
@@ -135,6 +154,12 @@ public struct ReelayConfiguration: Sendable {
         let webhookPublicURL = try reader.url(
             "WEBHOOK_PUBLIC_URL", default: "http://127.0.0.1:8081", schemes: ["https", "http"], trimSlash: true)
         let queueProcessorToken = reader.string("QUEUE_PROCESSOR_TOKEN")
+        if let queueProcessorToken, queueProcessorToken.count < Self.minimumOpsTokenLength {
+            throw ConfigurationError(
+                variable: "QUEUE_PROCESSOR_TOKEN",
+                problem: "must be at least \(Self.minimumOpsTokenLength) characters, got \(queueProcessorToken.count); "
+                    + "generate one with 'openssl rand -hex 32'")
+        }
 
         let maxConcurrentTasks = try reader.integer("MAX_CONCURRENT_TASKS", default: 5, minimum: 1)
         let maxUserActiveTasks = try reader.integer("MAX_USER_ACTIVE_TASKS", default: 3, minimum: 1)
@@ -180,6 +205,17 @@ public struct ReelayConfiguration: Sendable {
         if reader.string("HEALTH_PORT") != nil {
             configuration.healthPort = try reader.integer("HEALTH_PORT", default: 0, minimum: 1, maximum: 65535)
         }
+        configuration.publicBaseURL = try reader.url(
+            "PUBLIC_BASE_URL", default: "http://127.0.0.1:\(gatewayPort)", schemes: ["https", "http"], trimSlash: true)
+        if configuration.publicBaseURL.contains(where: { $0 == "?" || $0 == "#" }) {
+            throw ConfigurationError(
+                variable: "PUBLIC_BASE_URL", problem: "must be a base URL without query or fragment, like https://api.example.com")
+        }
+        configuration.allowLocalImageURLs = try reader.boolean("ALLOW_LOCAL_IMAGE_URLS", default: false)
+        configuration.submitRatePerMinute = try reader.integer("SUBMIT_RATE_PER_MIN", default: 60, minimum: 1)
+        configuration.submitBurst = try reader.integer("SUBMIT_BURST", default: 20, minimum: 1)
+        configuration.httpIdleTimeout = .milliseconds(try reader.integer("HTTP_IDLE_TIMEOUT_MS", default: 60_000, minimum: 100))
+        configuration.httpReadTimeout = .milliseconds(try reader.integer("HTTP_READ_TIMEOUT_MS", default: 10_000, minimum: 100))
         return configuration
     }
 
@@ -265,6 +301,12 @@ public struct ReelayConfiguration: Sendable {
             "RETRY_CAP_MS": String(Self.milliseconds(self.retryBackoff.cap)),
             "REPLICATE_HTTP_TIMEOUT_MS": String(Self.milliseconds(self.replicateTimeout)),
             "HEALTH_PORT": self.healthPort.map(String.init) ?? "<unset>",
+            "PUBLIC_BASE_URL": Self.redactURL(self.publicBaseURL),
+            "ALLOW_LOCAL_IMAGE_URLS": String(self.allowLocalImageURLs),
+            "SUBMIT_RATE_PER_MIN": String(self.submitRatePerMinute),
+            "SUBMIT_BURST": String(self.submitBurst),
+            "HTTP_IDLE_TIMEOUT_MS": String(Self.milliseconds(self.httpIdleTimeout)),
+            "HTTP_READ_TIMEOUT_MS": String(Self.milliseconds(self.httpReadTimeout)),
         ]
     }
 
@@ -411,6 +453,18 @@ struct EnvironmentReader {
             throw ConfigurationError(variable: name, problem: "must be \(kind), got '\(Self.clip(text))'")
         }
         return value
+    }
+
+    /// true/false (also 1/0, yes/no, on/off).
+    func boolean(_ name: String, default defaultValue: Bool) throws(ConfigurationError) -> Bool {
+        guard let text = self.string(name) else {
+            return defaultValue
+        }
+        switch text.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default: throw ConfigurationError(variable: name, problem: "must be true or false, got '\(Self.clip(text))'")
+        }
     }
 
     func choice(_ name: String, default defaultValue: String, among choices: [String]) throws(ConfigurationError) -> String {
