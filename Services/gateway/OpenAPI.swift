@@ -1,3 +1,5 @@
+import Foundation
+
 /// The machine-readable contract of the gateway (OpenAPI 3.1), served at GET /openapi.json.
 ///
 /// Hand-written next to the routes it describes: change both together.
@@ -15,7 +17,14 @@ enum OpenAPIDocument {
         "A pending task is canceled at once; a running one is canceled at Replicate and ends 'canceled' when Replicate "
         + "confirms. Owner only."
 
-    static let json = #"""
+    /// The document with `servers` set to PUBLIC_BASE_URL.
+    static func json(publicBaseURL: String) -> String {
+        let url = (try? JSONSerialization.data(withJSONObject: publicBaseURL, options: [.fragmentsAllowed, .withoutEscapingSlashes]))
+            .map { String(decoding: $0, as: UTF8.self) } ?? "\"/\""
+        return Self.document.replacingOccurrences(of: #""servers": []"#, with: #""servers": [{"url": "# + url + "}]")
+    }
+
+    static let document = #"""
         {
           "openapi": "3.1.0",
           "info": {
@@ -23,6 +32,7 @@ enum OpenAPIDocument {
             "version": "1.0.0",
             "description": "\#(Self.infoDescription)"
           },
+          "servers": [],
           "security": [{"bearer": []}],
           "paths": {
             "/v1/tasks": {
