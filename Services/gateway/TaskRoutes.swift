@@ -248,7 +248,8 @@ extension Gateway {
         let user = try await self.auth.user(request)
         let query = request.uri.queryParameters
         var status: TaskStatus?
-        if let text = query["status"].map(String.init), !text.isEmpty {
+        // A parameter that is present must be valid, even empty: `?status=` is not "any status".
+        if let text = query["status"].map(String.init) {
             guard let parsed = TaskStatus(rawValue: text) else {
                 throw Problem(
                     .badRequest, title: "Bad Request",
@@ -258,7 +259,7 @@ extension Gateway {
             status = parsed
         }
         var limit = Self.defaultPageSize
-        if let text = query["limit"].map(String.init), !text.isEmpty {
+        if let text = query["limit"].map(String.init) {
             guard let parsed = Int(text), Self.pageSizes.contains(parsed) else {
                 throw Problem(
                     .badRequest, title: "Bad Request",
