@@ -28,6 +28,12 @@ public enum HTTPEdge {
         /// The defaults of HTTP_IDLE_TIMEOUT_MS and HTTP_READ_TIMEOUT_MS.
         public static let standard = Timeouts(idle: .seconds(60), read: .seconds(10))
 
+        /// HTTP_IDLE_TIMEOUT_MS and HTTP_READ_TIMEOUT_MS of this process's environment (`standard` when it has none
+        /// valid; a service has checked its configuration at start).
+        public static var fromEnvironment: Timeouts {
+            (try? ReelayConfiguration.fromProcessEnvironment()).map(Timeouts.init) ?? .standard
+        }
+
         /// HTTP_IDLE_TIMEOUT_MS and HTTP_READ_TIMEOUT_MS of `configuration`.
         public init(_ configuration: ReelayConfiguration) {
             self.init(idle: configuration.httpIdleTimeout, read: configuration.httpReadTimeout)

@@ -70,7 +70,7 @@ public enum HealthRoutes {
 /// dispatcher) when HEALTH_PORT is set.
 public enum HealthServer {
     public static func make(
-        host: String, port: Int?, checks: [(name: String, check: @Sendable () async -> Bool)], timeouts: HTTPEdge.Timeouts = .standard,
+        host: String, port: Int?, checks: [(name: String, check: @Sendable () async -> Bool)], timeouts: HTTPEdge.Timeouts = .fromEnvironment,
         logger: Logger
     ) -> [any Service] {
         guard let port else { return [] }

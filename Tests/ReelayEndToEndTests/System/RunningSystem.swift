@@ -80,11 +80,13 @@ struct RunningSystem: Sendable {
         return system
     }
 
-    /// Starts (or restarts) one service under `name` (e.g. "dispatcher-2" runs the dispatcher executable).
-    func startService(_ name: String, executable: String? = nil) throws {
+    /// Starts (or restarts) one service under `name` (e.g. "dispatcher-2" runs the dispatcher executable); `extra` adds to
+    /// or overrides the system's environment for this process only.
+    func startService(_ name: String, executable: String? = nil, extra: [String: String] = [:]) throws {
         let executable = executable ?? name.split(separator: "-").first.map(String.init) ?? name
         let process = try ManagedProcess(
-            name: name, executable: BuiltProducts.path(executable), environment: self.environment, logFolder: self.folder)
+            name: name, executable: BuiltProducts.path(executable), environment: self.environment.merging(extra) { $1 },
+            logFolder: self.folder)
         self.processes.withLock { $0[name] = process }
     }
 
