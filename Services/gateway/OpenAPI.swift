@@ -18,6 +18,15 @@ enum OpenAPIDocument {
         + "(poll GET /v1/tasks/{id}). Each API key may submit SUBMIT_RATE_PER_MIN tasks per minute (bursts of SUBMIT_BURST); "
         + "faster submissions get 429 with Retry-After. 422 lists every invalid field; it is also the answer to an "
         + "Idempotency-Key reused with a different submission."
+    private static let idempotencyDescription =
+        "Repeat a submission safely: the same key (per user) with the same body returns the task created the first time; "
+        + "with another body it is refused (422)."
+    private static let imageURLDescription =
+        "https URL of the first frame, on a public host (no private, loopback or link-local address, no IP address in an "
+        + "unusual encoding, no credentials)"
+    private static let inputDescription =
+        "Extra model inputs; only the keys the operator allows (REPLICATE_ALLOWED_INPUT_KEYS). At most 16384 bytes as JSON, "
+        + "4 levels deep, strings of at most 2000 characters, 32 keys per object, 100 items per array; no U+0000 anywhere."
     private static let cancelDescription =
         "A pending task is canceled at once; a running one is canceled at Replicate and ends 'canceled' when Replicate "
         + "confirms. Owner only."
@@ -88,7 +97,7 @@ enum OpenAPIDocument {
                 "parameters": [
                   {
                     "name": "Idempotency-Key", "in": "header", "required": false,
-                    "description": "Repeat a submission safely: the same key (per user) with the same body returns the task created the first time; with another body it is refused (422).",
+                    "description": "\#(Self.idempotencyDescription)",
                     "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"}
                   }
                 ],
@@ -285,15 +294,17 @@ enum OpenAPIDocument {
                 "type": "object",
                 "required": ["prompt", "input_image_url"],
                 "properties": {
-                  "prompt": {"type": "string", "minLength": 1, "maxLength": 2000, "description": "1 to 2000 characters after trimming; no U+0000"},
+                  "prompt": {
+                    "type": "string", "minLength": 1, "maxLength": 2000, "description": "1 to 2000 characters after trimming; no U+0000"
+                  },
                   "input_image_url": {
                     "type": "string", "format": "uri", "maxLength": 2048,
-                    "description": "https URL of the first frame, on a public host (no private, loopback or link-local address, no IP address in an unusual encoding, no credentials)"
+                    "description": "\#(Self.imageURLDescription)"
                   },
                   "input": {
                     "type": ["object", "null"],
                     "maxProperties": 32,
-                    "description": "Extra model inputs; only the keys the operator allows (REPLICATE_ALLOWED_INPUT_KEYS). At most 16384 bytes as JSON, 4 levels deep, strings of at most 2000 characters, 32 keys per object, 100 items per array; no U+0000 anywhere."
+                    "description": "\#(Self.inputDescription)"
                   }
                 }
               },

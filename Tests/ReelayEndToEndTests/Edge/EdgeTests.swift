@@ -70,8 +70,8 @@ struct EdgeTests {
                 #expect(fields == [field], "\(response.text)")
             }
             // The body limit, at the edge.
-            let huge = try await self.submit(
-                system, key: key, body: ["prompt": "a fox", "input_image_url": image, "input": ["negative_prompt": String(repeating: "y", count: 70_000)]])
+            let hugeInput = ["negative_prompt": String(repeating: "y", count: 70_000)]
+            let huge = try await self.submit(system, key: key, body: ["prompt": "a fox", "input_image_url": image, "input": hugeInput])
             #expect(huge.status == 413)
 
             // A valid submission from the same user reaches the database, so no row above means nothing was published.
@@ -233,7 +233,8 @@ struct EdgeTests {
             Self.expectProblem(refused, status: 429)
 
             let other = try system.createKey(user: UUID(), tier: "pro")
-            #expect(try await self.submit(system, key: other, body: ["prompt": "other key", "input_image_url": "https://example.com/r.png"]).status == 202)
+            let otherBody = ["prompt": "other key", "input_image_url": "https://example.com/r.png"]
+            #expect(try await self.submit(system, key: other, body: otherBody).status == 202)
             try await eventually("the two admitted submissions are stored") { try await self.rows(system, user: user) == 2 }
             try await Task.sleep(for: .milliseconds(500))
             #expect(try await self.rows(system, user: user) == 2)
