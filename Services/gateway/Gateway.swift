@@ -13,6 +13,10 @@ struct Gateway: Sendable {
     let config: ReelayConfiguration
     let tasks: TaskStore
     let auth: Authenticator
+    /// Which task and submission each Idempotency-Key stands for.
+    let idempotency: IdempotencyStore
+    /// The per-key submission rate (SUBMIT_RATE_PER_MIN), as token buckets shared by every gateway replica.
+    let rateLimits: RateLimitStore
     let publisher: AMQPPublisher
     let waiter: VerdictWaiter
     /// This process's exclusive reply queue; the scheduler answers submissions there.
@@ -48,23 +52,18 @@ struct Gateway: Sendable {
         router.get("/v1/queue/stats") { request, _ in
             try await self.stats(request)
         }
+        let openAPI = OpenAPIDocument.json(publicBaseURL: self.config.publicBaseURL)
         router.get("/openapi.json") { _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "application/json"],
-                body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: openAPI)))
         }
         HealthRoutes.add(to: router, checks: readiness)
     }
 
-    /// "http://host:port" as the client reached this gateway.
-    func baseURL(_ request: Request) -> String {
-        TaskJSON.baseURL(request, fallbackHost: self.config.gatewayHost, fallbackPort: self.config.gatewayPort)
-    }
-
-    /// The task JSON of a stored task, with its queue position while it is pending.
-    func representation(_ task: TaskRecord, request: Request, history: [TaskHistoryEntry]? = nil) async throws -> [String: Any] {
+    /// The task JSON of a stored task, with its queue position while it is pending. Links start with PUBLIC_BASE_URL:
+    /// the Host header is client input and never makes a link.
+    func representation(_ task: TaskRecord, history: [TaskHistoryEntry]? = nil) async throws -> [String: Any] {
         let position = try await self.tasks.queuePosition(of: task, agingSeconds: self.config.priorityAgingSeconds)
-        return TaskJSON.object(task, baseURL: self.baseURL(request), queuePosition: position, history: history)
+        return TaskJSON.object(task, baseURL: self.config.publicBaseURL, queuePosition: position, history: history)
     }
 
     /// The task `id` names when `caller` may see it; 404 otherwise (also for a malformed id), so ids of other users'

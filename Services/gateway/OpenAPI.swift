@@ -1,3 +1,6 @@
+import Foundation
+import ReelayService
+
 /// The machine-readable contract of the gateway (OpenAPI 3.1), served at GET /openapi.json.
 ///
 /// Hand-written next to the routes it describes: change both together.
@@ -6,16 +9,76 @@ enum OpenAPIDocument {
     private static let infoDescription =
         "Submit image-to-video tasks, follow them, cancel them and download their videos. Users authenticate with "
         + "'Authorization: Bearer <api key>' (an operator creates keys with 'reelay keys create --user <uuid> --tier "
-        + "free|pro|premium'); operators with QUEUE_PROCESSOR_TOKEN. Every error is application/problem+json."
+        + "free|pro|premium'); operators with QUEUE_PROCESSOR_TOKEN. Every error is application/problem+json. A method a path "
+        + "does not serve gets 405 with Allow; HEAD is answered wherever GET is. Links in responses start with the server URL "
+        + "below (PUBLIC_BASE_URL)."
     private static let submitDescription =
         "Validates the submission, hands it to the scheduler and waits up to ADMISSION_TIMEOUT_MS for its verdict. Without a "
         + "verdict in time the answer is 202 with status 'submitted': the submission is safe and its verdict follows "
-        + "(poll GET /v1/tasks/{id})."
+        + "(poll GET /v1/tasks/{id}). Each API key may submit SUBMIT_RATE_PER_MIN tasks per minute (bursts of SUBMIT_BURST); "
+        + "faster submissions get 429 with Retry-After. 422 lists every invalid field; it is also the answer to an "
+        + "Idempotency-Key reused with a different submission."
+    private static let idempotencyDescription =
+        "Repeat a submission safely: the same key (per user) with the same body returns the task created the first time; "
+        + "with another body it is refused (422)."
+    private static let imageURLDescription =
+        "https URL of the first frame, on a public host (no private, loopback or link-local address, no IP address in an "
+        + "unusual encoding, no credentials)"
+    private static let inputDescription =
+        "Extra model inputs; only the keys the operator allows (REPLICATE_ALLOWED_INPUT_KEYS). At most 16384 bytes as JSON, "
+        + "4 levels deep, strings of at most 2000 characters, 32 keys per object, 100 items per array; no U+0000 anywhere."
     private static let cancelDescription =
         "A pending task is canceled at once; a running one is canceled at Replicate and ends 'canceled' when Replicate "
         + "confirms. Owner only."
 
-    static let json = #"""
+    /// The document as served: `servers` is PUBLIC_BASE_URL, and every response declares the headers HTTPEdge puts on every
+    /// response (so the document cannot forget one).
+    static func json(publicBaseURL: String) -> String {
+        guard var document = (try? JSONSerialization.jsonObject(with: Data(Self.document.utf8))) as? [String: Any] else {
+            preconditionFailure("OpenAPIDocument.document is not JSON")
+        }
+        document["servers"] = [["url": publicBaseURL]]
+        var headers: [String: Any] = [:]
+        for (name, value) in HTTPEdge.securityHeaders {
+            headers[name.rawName] = [
+                "required": true, "description": "Always '\(value)'.", "schema": ["type": "string", "const": value],
+            ]
+        }
+        if var paths = document["paths"] as? [String: Any] {
+            for (path, item) in paths {
+                guard var item = item as? [String: Any] else { continue }
+                for (method, operation) in item {
+                    guard var operation = operation as? [String: Any], var responses = operation["responses"] as? [String: Any] else {
+                        continue
+                    }
+                    responses = responses.mapValues { Self.withHeaders($0, headers) }
+                    operation["responses"] = responses
+                    item[method] = operation
+                }
+                paths[path] = item
+            }
+            document["paths"] = paths
+        }
+        if var components = document["components"] as? [String: Any], let responses = components["responses"] as? [String: Any] {
+            components["responses"] = responses.mapValues { Self.withHeaders($0, headers) }
+            document["components"] = components
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// A response object with `headers` added (a `$ref` is left alone: the component it points to gets them).
+    private static func withHeaders(_ response: Any, _ headers: [String: Any]) -> Any {
+        guard var response = response as? [String: Any], response["$ref"] == nil else {
+            return response
+        }
+        var own = response["headers"] as? [String: Any] ?? [:]
+        own.merge(headers) { mine, _ in mine }
+        response["headers"] = own
+        return response
+    }
+
+    static let document = #"""
         {
           "openapi": "3.1.0",
           "info": {
@@ -23,6 +86,7 @@ enum OpenAPIDocument {
             "version": "1.0.0",
             "description": "\#(Self.infoDescription)"
           },
+          "servers": [],
           "security": [{"bearer": []}],
           "paths": {
             "/v1/tasks": {
@@ -33,8 +97,8 @@ enum OpenAPIDocument {
                 "parameters": [
                   {
                     "name": "Idempotency-Key", "in": "header", "required": false,
-                    "description": "Repeat a submission safely: the same key (per user) returns the task created the first time.",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 200}
+                    "description": "\#(Self.idempotencyDescription)",
+                    "schema": {"type": "string", "pattern": "^[!-~]{1,200}$"}
                   }
                 ],
                 "requestBody": {
@@ -44,17 +108,17 @@ enum OpenAPIDocument {
                 "responses": {
                   "202": {
                     "description": "Accepted: the task as persisted, or with status 'submitted' when the verdict is still pending.",
-                    "headers": {"Location": {"schema": {"type": "string"}, "description": "/v1/tasks/{id}"}},
+                    "headers": {"Location": {"required": true, "schema": {"type": "string"}, "description": "/v1/tasks/{id}"}},
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Task"}}}
                   },
                   "400": {"$ref": "#/components/responses/Problem"},
-                  "401": {"$ref": "#/components/responses/Problem"},
+                  "401": {"$ref": "#/components/responses/Unauthorized"},
                   "403": {"$ref": "#/components/responses/Problem"},
                   "413": {"$ref": "#/components/responses/Problem"},
                   "415": {"$ref": "#/components/responses/Problem"},
                   "422": {"$ref": "#/components/responses/Problem"},
-                  "429": {"$ref": "#/components/responses/Problem"},
-                  "503": {"$ref": "#/components/responses/Problem"}
+                  "429": {"$ref": "#/components/responses/TooManyRequests"},
+                  "503": {"$ref": "#/components/responses/Unavailable"}
                 }
               },
               "get": {
@@ -85,8 +149,9 @@ enum OpenAPIDocument {
                     }
                   },
                   "400": {"$ref": "#/components/responses/Problem"},
-                  "401": {"$ref": "#/components/responses/Problem"},
-                  "403": {"$ref": "#/components/responses/Problem"}
+                  "401": {"$ref": "#/components/responses/Unauthorized"},
+                  "403": {"$ref": "#/components/responses/Problem"},
+                  "503": {"$ref": "#/components/responses/Unavailable"}
                 }
               }
             },
@@ -101,8 +166,9 @@ enum OpenAPIDocument {
                     "description": "The task, with 'history': every status change and its reason.",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskWithHistory"}}}
                   },
-                  "401": {"$ref": "#/components/responses/Problem"},
-                  "404": {"$ref": "#/components/responses/Problem"}
+                  "401": {"$ref": "#/components/responses/Unauthorized"},
+                  "404": {"$ref": "#/components/responses/Problem"},
+                  "503": {"$ref": "#/components/responses/Unavailable"}
                 }
               }
             },
@@ -114,10 +180,10 @@ enum OpenAPIDocument {
                 "operationId": "cancelTask",
                 "responses": {
                   "202": {"description": "Cancel accepted.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Task"}}}},
-                  "401": {"$ref": "#/components/responses/Problem"},
+                  "401": {"$ref": "#/components/responses/Unauthorized"},
                   "404": {"$ref": "#/components/responses/Problem"},
                   "409": {"$ref": "#/components/responses/Problem"},
-                  "503": {"$ref": "#/components/responses/Problem"}
+                  "503": {"$ref": "#/components/responses/Unavailable"}
                 }
               }
             },
@@ -128,9 +194,10 @@ enum OpenAPIDocument {
                 "operationId": "getTaskVideo",
                 "responses": {
                   "200": {"description": "The video.", "content": {"video/mp4": {"schema": {"type": "string", "contentMediaType": "video/mp4"}}}},
-                  "401": {"$ref": "#/components/responses/Problem"},
+                  "401": {"$ref": "#/components/responses/Unauthorized"},
                   "404": {"$ref": "#/components/responses/Problem"},
-                  "409": {"$ref": "#/components/responses/Problem"}
+                  "409": {"$ref": "#/components/responses/Problem"},
+                  "503": {"$ref": "#/components/responses/Unavailable"}
                 }
               }
             },
@@ -144,23 +211,49 @@ enum OpenAPIDocument {
                     "description": "Counts, success rate, wait and run time percentiles.",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueueStats"}}}
                   },
-                  "401": {"$ref": "#/components/responses/Problem"}
+                  "401": {"$ref": "#/components/responses/Unauthorized"},
+                  "503": {"$ref": "#/components/responses/Unavailable"}
                 }
               }
             },
             "/healthz": {
-              "get": {"summary": "Liveness", "operationId": "healthz", "security": [], "responses": {"200": {"description": "The process answers."}}}
+              "get": {
+                "summary": "Liveness",
+                "operationId": "healthz",
+                "security": [],
+                "responses": {
+                  "200": {
+                    "description": "The process answers.",
+                    "content": {
+                      "application/json": {
+                        "schema": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}
+                      }
+                    }
+                  }
+                }
+              }
             },
             "/readyz": {
               "get": {
                 "summary": "Readiness: PostgreSQL and RabbitMQ reachable",
                 "operationId": "readyz",
                 "security": [],
-                "responses": {"200": {"description": "Ready."}, "503": {"description": "A dependency is unreachable; see 'checks'."}}
+                "responses": {
+                  "200": {"description": "Ready.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}},
+                  "503": {
+                    "description": "A dependency is unreachable; see 'checks'.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}
+                  }
+                }
               }
             },
             "/openapi.json": {
-              "get": {"summary": "This document", "operationId": "openapi", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}
+              "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}
+              }
             }
           },
           "components": {
@@ -175,6 +268,21 @@ enum OpenAPIDocument {
               "Problem": {
                 "description": "What went wrong and what to do about it (RFC 9457).",
                 "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+              },
+              "Unauthorized": {
+                "description": "Missing, unknown or revoked API key (or not the ops token where one is needed).",
+                "headers": {"WWW-Authenticate": {"required": true, "schema": {"const": "Bearer"}}},
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+              },
+              "TooManyRequests": {
+                "description": "Submitting faster than SUBMIT_RATE_PER_MIN (Retry-After says when to come back), or too many active tasks.",
+                "headers": {"Retry-After": {"required": false, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+              },
+              "Unavailable": {
+                "description": "The database or broker is unavailable, the queue is full, or the gateway is stopping; try again.",
+                "headers": {"Retry-After": {"required": false, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
               }
             },
             "schemas": {
@@ -186,9 +294,18 @@ enum OpenAPIDocument {
                 "type": "object",
                 "required": ["prompt", "input_image_url"],
                 "properties": {
-                  "prompt": {"type": "string", "minLength": 1, "maxLength": 2000},
-                  "input_image_url": {"type": "string", "format": "uri", "description": "https URL of the first frame"},
-                  "input": {"type": "object", "description": "Extra model inputs; only the keys the operator allows (REPLICATE_ALLOWED_INPUT_KEYS)."}
+                  "prompt": {
+                    "type": "string", "minLength": 1, "maxLength": 2000, "description": "1 to 2000 characters after trimming; no U+0000"
+                  },
+                  "input_image_url": {
+                    "type": "string", "format": "uri", "maxLength": 2048,
+                    "description": "\#(Self.imageURLDescription)"
+                  },
+                  "input": {
+                    "type": ["object", "null"],
+                    "maxProperties": 32,
+                    "description": "\#(Self.inputDescription)"
+                  }
                 }
               },
               "Task": {
@@ -251,6 +368,14 @@ enum OpenAPIDocument {
                   "success_rate": {"type": "number", "description": "completed / (completed + failed); 1 when none finished"},
                   "wait_seconds": {"$ref": "#/components/schemas/Percentiles"},
                   "run_seconds": {"$ref": "#/components/schemas/Percentiles"}
+                }
+              },
+              "Readiness": {
+                "type": "object",
+                "required": ["status", "checks"],
+                "properties": {
+                  "status": {"enum": ["ready", "not ready"]},
+                  "checks": {"type": "object", "additionalProperties": {"enum": ["ok", "unreachable"]}}
                 }
               },
               "Percentiles": {

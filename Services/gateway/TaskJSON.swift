@@ -87,18 +87,4 @@ enum TaskJSON {
         }
         return text
     }
-
-    /// "http://host:port" of this gateway as the client reached it (the Host header), for absolute links.
-    static func baseURL(_ request: Request, fallbackHost: String, fallbackPort: Int) -> String {
-        // HTTP/1's Host header arrives as the request's authority.
-        let host = request.head.authority
-        // A Host header is client input; anything but a plain host[:port] falls back to the configured address.
-        if let host, !host.isEmpty, host.count <= 255,
-            host.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || ".-:[]".unicodeScalars.contains($0)) })
-        {
-            return "http://\(host)"
-        }
-        let fallback = fallbackHost.contains(":") ? "[\(fallbackHost)]" : fallbackHost
-        return "http://\(fallback):\(fallbackPort)"
-    }
 }

@@ -19,9 +19,11 @@ extension Gateway {
         var logger = context.logger
         logger[metadataKey: "user.id"] = .string(TaskJSON.id(user.id))
         let submission = try await self.readSubmission(request)
+        try await self.takeSubmissionToken(user, logger: logger)
+        let taskID = try await self.claimIdempotencyKey(submission, user: user)
 
         let command = SubmitTaskCommand(
-            taskID: UUID(), userID: user.id, prompt: submission.prompt, inputImageURL: submission.inputImageURL,
+            taskID: taskID, userID: user.id, prompt: submission.prompt, inputImageURL: submission.inputImageURL,
             inputJSON: submission.inputJSON, idempotencyKey: submission.idempotencyKey, submittedAt: Date())
         logger[metadataKey: "task.id"] = .string(TaskJSON.id(command.taskID))
         let correlationID = command.taskID.uuidString
@@ -50,7 +52,7 @@ extension Gateway {
             do {
                 if let task = try await self.tasks.task(id: verdict.taskID) {
                     return JSONResponse.make(
-                        .accepted, try await self.representation(task, request: request), headers: Self.location(task.id))
+                        .accepted, try await self.representation(task), headers: Self.location(task.id))
                 }
             } catch {
                 // The task IS accepted: an error status here would invite a retry, and a retry without an Idempotency-Key
@@ -74,6 +76,48 @@ extension Gateway {
                 detail: Self.sentence(verdict.message ?? "You have too many tasks in progress")
                     + " Wait for one of them to finish, or cancel one (POST /v1/tasks/{id}/cancel), then submit again.")
         }
+    }
+
+    /// One token of the key's bucket (SUBMIT_RATE_PER_MIN, SUBMIT_BURST), or 429 with Retry-After.
+    private func takeSubmissionToken(_ user: UserStore.User, logger: Logger) async throws {
+        let rate = self.config.submitRatePerMinute
+        guard
+            let wait = try await self.rateLimits.acquire(
+                "submit:key:\(TaskJSON.id(user.keyID))", perMinute: rate, burst: self.config.submitBurst)
+        else {
+            return
+        }
+        let seconds = max(1, Int((Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18).rounded(.up)))
+        logger.info("submission rate limited", metadata: ["key.id": .string(TaskJSON.id(user.keyID)), "retry_after_s": "\(seconds)"])
+        throw Problem(
+            .tooManyRequests, title: "Submitting too fast",
+            detail: "This API key may submit \(rate) tasks per minute (\(self.config.submitBurst) at once after a pause); "
+                + "wait \(seconds) s (Retry-After) and submit again.",
+            headers: [.retryAfter: String(seconds)])
+    }
+
+    /// The task id a submission gets: new, or, for an Idempotency-Key used before with the same submission, the first
+    /// one's. The same key with a different submission is refused (422), so a retry can never silently stand for another task.
+    private func claimIdempotencyKey(_ submission: ParsedSubmission, user: UserStore.User) async throws -> UUID {
+        let newID = UUID()
+        guard let key = submission.idempotencyKey else {
+            return newID
+        }
+        let fingerprint = SubmissionFingerprint.of(
+            prompt: submission.prompt, inputImageURL: submission.inputImageURL, inputJSON: submission.inputJSON)
+        let claim = try await self.idempotency.claim(userID: user.id, key: key, fingerprint: fingerprint, taskID: newID)
+        guard claim.fingerprint == fingerprint else {
+            throw Problem(
+                .unprocessableContent, title: "Idempotency-Key reused",
+                detail: "This Idempotency-Key was already used for task \(TaskJSON.id(claim.taskID)) with a different submission. "
+                    + "Send a new key for a new task, or repeat the first submission exactly to get its task.",
+                fields: [
+                    FieldError(
+                        field: "Idempotency-Key",
+                        message: "already used with a different prompt, input_image_url or input (task \(TaskJSON.id(claim.taskID)))")
+                ])
+        }
+        return claim.taskID
     }
 
     /// The text with a closing full stop, so a sentence can follow it.
@@ -136,6 +180,7 @@ extension Gateway {
         let prompt = string("prompt")
         let imageURL = string("input_image_url")
         var input: [String: Any]?
+        // Parsed JSON: the keys and strings are checked (NUL, bounds) as they will be stored.
         if let value = object["input"], !(value is NSNull) {
             if let dictionary = value as? [String: Any] {
                 input = dictionary
@@ -144,14 +189,16 @@ extension Gateway {
             }
         }
         let idempotencyKey = request.headers[.idempotencyKey]
-        if let idempotencyKey, idempotencyKey.isEmpty || idempotencyKey.count > 200 {
-            errors.append(FieldError(field: "Idempotency-Key", message: "the Idempotency-Key header must be 1 to 200 characters"))
+        if let idempotencyKey, !Self.isIdempotencyKey(idempotencyKey) {
+            errors.append(
+                FieldError(
+                    field: "Idempotency-Key", message: "the Idempotency-Key header must be 1 to 200 printable ASCII characters without spaces"))
         }
         // Type errors above already explain a missing value; validation adds what is wrong with the values themselves.
         let typeErrorFields = Set(errors.map(\.field))
         errors += SubmissionValidation.validate(
-            prompt: prompt, inputImageURL: imageURL, inputKeys: input.map { Array($0.keys) },
-            allowedInputKeys: self.config.allowedInputKeys, allowInsecureLocalhost: true
+            prompt: prompt, inputImageURL: imageURL, input: input?.mapValues(Self.jsonValue),
+            allowedInputKeys: self.config.allowedInputKeys, allowLocalImageURLs: self.config.allowLocalImageURLs
         ).filter { !typeErrorFields.contains($0.field) }
         guard errors.isEmpty, let prompt, let imageURL else {
             throw Problem(
@@ -168,13 +215,28 @@ extension Gateway {
             idempotencyKey: idempotencyKey)
     }
 
+    static func isIdempotencyKey(_ key: String) -> Bool {
+        (1...200).contains(key.utf8.count) && key.utf8.allSatisfy { (0x21...0x7E).contains($0) }
+    }
+
+    /// A JSONSerialization value as a `JSONValue`, for the pure validation (numbers only need to be judged finite).
+    static func jsonValue(_ value: Any) -> JSONValue {
+        switch value {
+        case let text as String: .string(text)
+        case let number as NSNumber: .number(number.doubleValue)
+        case let array as [Any]: .array(array.map(Self.jsonValue))
+        case let object as [String: Any]: .object(object.mapValues(Self.jsonValue))
+        default: .null
+        }
+    }
+
     // MARK: GET /v1/tasks/{id}
 
     func show(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let caller = try await self.auth.caller(request)
         let task = try await self.visibleTask(context.parameters.get("id"), caller: caller)
         let history = try await self.tasks.events(taskID: task.id)
-        return JSONResponse.make(.ok, try await self.representation(task, request: request, history: history))
+        return JSONResponse.make(.ok, try await self.representation(task, history: history))
     }
 
     // MARK: GET /v1/tasks
@@ -186,7 +248,8 @@ extension Gateway {
         let user = try await self.auth.user(request)
         let query = request.uri.queryParameters
         var status: TaskStatus?
-        if let text = query["status"].map(String.init), !text.isEmpty {
+        // A parameter that is present must be valid, even empty: `?status=` is not "any status".
+        if let text = query["status"].map(String.init) {
             guard let parsed = TaskStatus(rawValue: text) else {
                 throw Problem(
                     .badRequest, title: "Bad Request",
@@ -196,7 +259,7 @@ extension Gateway {
             status = parsed
         }
         var limit = Self.defaultPageSize
-        if let text = query["limit"].map(String.init), !text.isEmpty {
+        if let text = query["limit"].map(String.init) {
             guard let parsed = Int(text), Self.pageSizes.contains(parsed) else {
                 throw Problem(
                     .badRequest, title: "Bad Request",
@@ -218,7 +281,7 @@ extension Gateway {
         let page = try await TaskPage.load(store: self.tasks, userID: user.id, status: status, cursor: cursor, limit: limit)
         var items: [[String: Any]] = []
         for task in page.tasks {
-            items.append(try await self.representation(task, request: request))
+            items.append(try await self.representation(task))
         }
         return JSONResponse.make(.ok, ["tasks": items, "next_cursor": page.next?.encoded as Any? ?? NSNull()])
     }
@@ -255,7 +318,7 @@ extension Gateway {
             }
         }
         logger.info("cancel requested", metadata: ["task.status": "\(updated.status.rawValue)", "remote": "\(needsRemoteCancel)"])
-        return JSONResponse.make(.accepted, try await self.representation(updated, request: request))
+        return JSONResponse.make(.accepted, try await self.representation(updated))
     }
 
     private static func alreadyTerminal(_ status: TaskStatus) -> Problem {

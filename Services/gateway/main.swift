@@ -26,7 +26,8 @@ let waiter = VerdictWaiter(logger: logger)
 
 let gateway = Gateway(
     config: config, tasks: TaskStore(pool: pool), auth: Authenticator(users: UserStore(pool: pool), opsToken: config.queueProcessorToken),
-    publisher: publisher, waiter: waiter, replyQueue: replyQueue, storage: storage, files: FileIO(), logger: logger)
+    idempotency: IdempotencyStore(pool: pool), rateLimits: RateLimitStore(pool: pool), publisher: publisher, waiter: waiter,
+    replyQueue: replyQueue, storage: storage, files: FileIO(), logger: logger)
 let router = Router()
 gateway.addRoutes(
     to: router,
@@ -34,9 +35,9 @@ gateway.addRoutes(
         (name: "postgres", check: { await pool.ping() }),
         (name: "rabbitmq", check: { publisher.isConnected }),
     ])
-let app = Application(
-    router: router, configuration: .init(address: .hostname(config.gatewayHost, port: config.gatewayPort), serverName: "reelay-gateway"),
-    logger: logger)
+let app = HTTPEdge.application(
+    router: router, host: config.gatewayHost, port: config.gatewayPort, serverName: "reelay-gateway", timeouts: .init(config),
+    documentation: "The API is described at /openapi.json.", logger: logger)
 
 // Shutdown runs in reverse order: HTTP stops first (in-flight requests finish), then the reply consumer, then the broker
 // and database connections.

@@ -23,8 +23,9 @@ let bus = MessageBus(publisher: publisher)
 let router = Router()
 WebhookRoutes(verifier: verifier, bus: bus, logger: logger).add(to: router)
 HealthRoutes.add(to: router, checks: [("postgres", { await pool.ping() }), ("rabbitmq", { publisher.isConnected })])
-let app = Application(
-    router: router, configuration: .init(address: .hostname(configuration.webhookHost, port: configuration.webhookPort)), logger: logger)
+let app = HTTPEdge.application(
+    router: router, host: configuration.webhookHost, port: configuration.webhookPort, serverName: "reelay-webhook",
+    timeouts: .init(configuration), logger: logger)
 
 let finalizer = Finalizer(
     configuration: configuration, store: TaskStore(pool: pool), bus: bus, http: http, storage: storage, logger: logger)

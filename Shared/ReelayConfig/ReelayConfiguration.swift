@@ -73,6 +73,24 @@ public struct ReelayConfiguration: Sendable {
     public var outputSources = OutputSourcePolicy()
     /// OUTPUT_MAX_BYTES (536870912, 512 MiB): a larger output is refused and the task fails.
     public var outputMaxBytes: Int64 = ReelayConfiguration.defaultOutputMaxBytes
+    /// PUBLIC_BASE_URL without a trailing slash: the base of every absolute link the gateway emits (never the Host header);
+    /// default http://127.0.0.1:GATEWAY_PORT.
+    public var publicBaseURL: String = "http://127.0.0.1:8080"
+    /// ALLOW_LOCAL_IMAGE_URLS (false): the development exception letting input_image_url be http(s)://localhost,
+    /// 127.0.0.1 or [::1]. Private, link-local and other non-public addresses stay refused either way.
+    public var allowLocalImageURLs = false
+    /// SUBMIT_RATE_PER_MIN (60): submissions per minute one API key may make, across all gateway replicas.
+    public var submitRatePerMinute = 60
+    /// SUBMIT_BURST (20): submissions one API key may make at once after a quiet period.
+    public var submitBurst = 20
+    /// HTTP_IDLE_TIMEOUT_MS (60000): every HTTP server closes a connection idle this long.
+    public var httpIdleTimeout: Duration = .seconds(60)
+    /// HTTP_READ_TIMEOUT_MS (10000): every HTTP server closes a connection whose request head (from its first byte), or
+    /// whose body, takes longer than this to arrive.
+    public var httpReadTimeout: Duration = .seconds(10)
+
+    /// The shortest QUEUE_PROCESSOR_TOKEN accepted: a guessable ops token opens every task to whoever guesses it.
+    public static let minimumOpsTokenLength = 32
 
     /// The admission limits from MAX_USER_ACTIVE_TASKS and MAX_QUEUE_SIZE.
     public var limits: AdmissionLimits {
@@ -100,6 +118,7 @@ public struct ReelayConfiguration: Sendable {
         "REPLICATE_HTTP_TIMEOUT_MS", "HEALTH_PORT",
         "RETRY_BASE_MS", "RETRY_CAP_MS",
         "OUTPUT_ALLOWED_HOST_SUFFIXES", "OUTPUT_TRUSTED_ORIGINS", "OUTPUT_MAX_BYTES",
+        "PUBLIC_BASE_URL", "ALLOW_LOCAL_IMAGE_URLS", "SUBMIT_RATE_PER_MIN", "SUBMIT_BURST", "HTTP_IDLE_TIMEOUT_MS", "HTTP_READ_TIMEOUT_MS",
     ]
 
     static let defaultAllowedInputKeys =
@@ -140,6 +159,12 @@ public struct ReelayConfiguration: Sendable {
         let webhookPublicURL = try reader.url(
             "WEBHOOK_PUBLIC_URL", default: "http://127.0.0.1:8081", schemes: ["https", "http"], trimSlash: true)
         let queueProcessorToken = reader.string("QUEUE_PROCESSOR_TOKEN")
+        if let queueProcessorToken, queueProcessorToken.count < Self.minimumOpsTokenLength {
+            throw ConfigurationError(
+                variable: "QUEUE_PROCESSOR_TOKEN",
+                problem: "must be at least \(Self.minimumOpsTokenLength) characters, got \(queueProcessorToken.count); "
+                    + "generate one with 'openssl rand -hex 32'")
+        }
 
         let maxConcurrentTasks = try reader.integer("MAX_CONCURRENT_TASKS", default: 5, minimum: 1)
         let maxUserActiveTasks = try reader.integer("MAX_USER_ACTIVE_TASKS", default: 3, minimum: 1)
@@ -186,6 +211,17 @@ public struct ReelayConfiguration: Sendable {
             configuration.healthPort = try reader.integer("HEALTH_PORT", default: 0, minimum: 1, maximum: 65535)
         }
         (configuration.outputSources, configuration.outputMaxBytes) = try Self.parseOutputSettings(reader)
+        configuration.publicBaseURL = try reader.url(
+            "PUBLIC_BASE_URL", default: "http://127.0.0.1:\(gatewayPort)", schemes: ["https", "http"], trimSlash: true)
+        if configuration.publicBaseURL.contains(where: { $0 == "?" || $0 == "#" }) {
+            throw ConfigurationError(
+                variable: "PUBLIC_BASE_URL", problem: "must be a base URL without query or fragment, like https://api.example.com")
+        }
+        configuration.allowLocalImageURLs = try reader.boolean("ALLOW_LOCAL_IMAGE_URLS", default: false)
+        configuration.submitRatePerMinute = try reader.integer("SUBMIT_RATE_PER_MIN", default: 60, minimum: 1)
+        configuration.submitBurst = try reader.integer("SUBMIT_BURST", default: 20, minimum: 1)
+        configuration.httpIdleTimeout = .milliseconds(try reader.integer("HTTP_IDLE_TIMEOUT_MS", default: 60_000, minimum: 100))
+        configuration.httpReadTimeout = .milliseconds(try reader.integer("HTTP_READ_TIMEOUT_MS", default: 10_000, minimum: 100))
         return configuration
     }
 
@@ -274,6 +310,12 @@ public struct ReelayConfiguration: Sendable {
             "OUTPUT_ALLOWED_HOST_SUFFIXES": self.outputSources.hostSuffixes.joined(separator: ","),
             "OUTPUT_TRUSTED_ORIGINS": self.outputSources.trustedOrigins.map(\.description).joined(separator: ","),
             "OUTPUT_MAX_BYTES": String(self.outputMaxBytes),
+            "PUBLIC_BASE_URL": Self.redactURL(self.publicBaseURL),
+            "ALLOW_LOCAL_IMAGE_URLS": String(self.allowLocalImageURLs),
+            "SUBMIT_RATE_PER_MIN": String(self.submitRatePerMinute),
+            "SUBMIT_BURST": String(self.submitBurst),
+            "HTTP_IDLE_TIMEOUT_MS": String(Self.milliseconds(self.httpIdleTimeout)),
+            "HTTP_READ_TIMEOUT_MS": String(Self.milliseconds(self.httpReadTimeout)),
         ]
     }
 
@@ -420,6 +462,18 @@ struct EnvironmentReader {
             throw ConfigurationError(variable: name, problem: "must be \(kind), got '\(Self.clip(text))'")
         }
         return value
+    }
+
+    /// true/false (also 1/0, yes/no, on/off).
+    func boolean(_ name: String, default defaultValue: Bool) throws(ConfigurationError) -> Bool {
+        guard let text = self.string(name) else {
+            return defaultValue
+        }
+        switch text.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default: throw ConfigurationError(variable: name, problem: "must be true or false, got '\(Self.clip(text))'")
+        }
     }
 
     func choice(_ name: String, default defaultValue: String, among choices: [String]) throws(ConfigurationError) -> String {

@@ -70,11 +70,12 @@ public enum HealthRoutes {
 /// dispatcher) when HEALTH_PORT is set.
 public enum HealthServer {
     public static func make(
-        host: String, port: Int?, checks: [(name: String, check: @Sendable () async -> Bool)], logger: Logger
+        host: String, port: Int?, checks: [(name: String, check: @Sendable () async -> Bool)], timeouts: HTTPEdge.Timeouts = .fromEnvironment,
+        logger: Logger
     ) -> [any Service] {
         guard let port else { return [] }
         let router = Router()
         HealthRoutes.add(to: router, checks: checks)
-        return [Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: logger)]
+        return [HTTPEdge.application(router: router, host: host, port: port, timeouts: timeouts, logger: logger)]
     }
 }

@@ -104,6 +104,27 @@ public enum Migrations {
                 )
                 """
             ]),
+        Migration(
+            version: 3, name: "api key ids and idempotency fingerprints",
+            statements: [
+                // An id to list and revoke a key by, and the first characters of the key to recognise it (keys created before
+                // this migration have none); the key itself is never stored.
+                "ALTER TABLE api_keys ADD COLUMN id uuid NOT NULL DEFAULT gen_random_uuid()",
+                "ALTER TABLE api_keys ADD COLUMN prefix text",
+                "CREATE UNIQUE INDEX api_keys_by_id ON api_keys (id)",
+                // Written by the gateway before it publishes: the first submission with a key decides its task id and
+                // fingerprint; the same key with another fingerprint is a conflict.
+                """
+                CREATE TABLE idempotency_keys (
+                    user_uuid uuid NOT NULL,
+                    key text NOT NULL,
+                    fingerprint text NOT NULL,
+                    task_id uuid NOT NULL,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (user_uuid, key)
+                )
+                """,
+            ]),
     ]
 
     /// Applies every migration not yet recorded, each in its own transaction, in order. Safe to run concurrently

@@ -111,6 +111,9 @@ struct ConfigurationTests {
         ("REPLICATE_ALLOWED_INPUT_KEYS", "seed,prompt"), ("REPLICATE_ALLOWED_INPUT_KEYS", "seed,image"),
         ("REPLICATE_WEBHOOK_SECRET", "whsec_***"), ("WEBHOOK_PUBLIC_URL", "hooks.example.com"), ("STORAGE_URL", "/var/videos"),
         ("STORAGE_URL", "file://"), ("GATEWAY_HOST", "a b"), ("WEBHOOK_HOST", "http://x/"),
+        ("QUEUE_PROCESSOR_TOKEN", "short"), ("QUEUE_PROCESSOR_TOKEN", String(repeating: "x", count: 31)),
+        ("PUBLIC_BASE_URL", "api.example.com"), ("PUBLIC_BASE_URL", "https://api.example.com/?a=1"), ("ALLOW_LOCAL_IMAGE_URLS", "maybe"),
+        ("SUBMIT_RATE_PER_MIN", "0"), ("SUBMIT_BURST", "-1"), ("HTTP_IDLE_TIMEOUT_MS", "10"), ("HTTP_READ_TIMEOUT_MS", "x"),
     ])
     func invalidValueNamesItsVariable(variable: String, value: String) throws {
         let error = try #require(self.error([variable: value]))
@@ -168,7 +171,7 @@ struct ConfigurationTests {
             "AMQP_URL": "amqps://svc:mqpass456@mq.internal:5671/%2f",
             "REPLICATE_API_TOKEN": "r8_tok789",
             "REPLICATE_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            "QUEUE_PROCESSOR_TOKEN": "ops-tok-000",
+            "QUEUE_PROCESSOR_TOKEN": "ops-tok-000-0123456789abcdef0123456789",
         ]
         let config = try ReelayConfiguration.load(from: env)
         let summary = config.redactedSummary
@@ -180,7 +183,7 @@ struct ConfigurationTests {
         #expect(summary["MAX_CONCURRENT_TASKS"] == "5")
         #expect(Set(summary.keys) == Set(ReelayConfiguration.variables))
 
-        let secrets = ["dbpass123", "mqpass456", "r8_tok789", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "ops-tok-000"]
+        let secrets = ["dbpass123", "mqpass456", "r8_tok789", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "ops-tok-000-0123456789abcdef0123456789"]
         var printed = ""
         dump(config, to: &printed)
         for text in Array(summary.values) + [config.description, "\(config)", String(reflecting: config), printed] {
@@ -207,5 +210,26 @@ struct ConfigurationTests {
     @Test func relativeStorageDirectory() throws {
         let config = try ReelayConfiguration.load(from: ["STORAGE_URL": "file://data/videos"])
         #expect(config.storageDirectory == "data/videos")
+    }
+
+    /// Invariant: an ops token shorter than 32 characters stops the service with one line naming the variable (and
+    /// not the token); 32 characters pass.
+    @Test func opsTokenMustBeLong() throws {
+        let error = try #require(self.error(["QUEUE_PROCESSOR_TOKEN": "hunter2-hunter2"]))
+        #expect(error.description.hasPrefix("REELAY config: QUEUE_PROCESSOR_TOKEN must be at least 32 characters"))
+        #expect(!error.description.contains("hunter2"))
+        let config = try ReelayConfiguration.load(from: ["QUEUE_PROCESSOR_TOKEN": String(repeating: "a", count: 32)])
+        #expect(config.queueProcessorToken?.count == 32)
+    }
+
+    @Test func httpEdgeDefaults() throws {
+        let config = try ReelayConfiguration.load(from: ["GATEWAY_PORT": "9000"])
+        #expect(config.publicBaseURL == "http://127.0.0.1:9000")
+        #expect(config.allowLocalImageURLs == false)
+        #expect(config.submitRatePerMinute == 60 && config.submitBurst == 20)
+        #expect(config.httpIdleTimeout == .seconds(60) && config.httpReadTimeout == .seconds(10))
+        let set = try ReelayConfiguration.load(from: ["PUBLIC_BASE_URL": "https://api.example.com/", "ALLOW_LOCAL_IMAGE_URLS": "true"])
+        #expect(set.publicBaseURL == "https://api.example.com")
+        #expect(set.allowLocalImageURLs)
     }
 }

@@ -31,7 +31,7 @@ struct Migrate: AsyncParsableCommand {
 
 /// `reelay keys ...`
 struct Keys: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage API keys.", subcommands: [Create.self])
+    static let configuration = CommandConfiguration(abstract: "Manage API keys.", subcommands: [Create.self, List.self, Revoke.self])
 
     /// `reelay keys create --user <uuid> --tier free|pro|premium`
     struct Create: AsyncParsableCommand {
@@ -54,6 +54,69 @@ struct Keys: AsyncParsableCommand {
                     + "it is shown only now, so store it safely:")
             print(key)
         }
+    }
+}
+
+extension Keys {
+    /// `reelay keys list [--user <uuid>]`
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List API keys (of one user, or all): id, prefix, user, tier, created, revoked. Never the key itself.")
+
+        @Option(help: "Only the keys of this user (a UUID).", transform: CLI.parseUUID)
+        var user: UUID?
+
+        func run() async throws {
+            let keys = try await CLI.withPool { pool, _ in
+                try await UserStore(pool: pool).keys(userID: self.user)
+            }
+            print(KeysFormat.table(keys))
+        }
+    }
+
+    /// `reelay keys revoke <id>`
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke an API key by its id (from 'reelay keys list'); its next request gets 401.")
+
+        @Argument(help: "The key's id (a UUID, first column of 'reelay keys list').", transform: CLI.parseUUID)
+        var id: UUID
+
+        func run() async throws {
+            let key = try await CLI.withPool { pool, _ in
+                try await UserStore(pool: pool).revokeKey(id: self.id)
+            }
+            guard let key else {
+                CLI.printError("reelay: no API key has id \(self.id.uuidString.lowercased()); see 'reelay keys list'")
+                throw ExitCode.failure
+            }
+            print(KeysFormat.table([key]))
+            CLI.printError("revoked: requests with this key are refused (401) from now on")
+        }
+    }
+}
+
+/// API keys as a table (never the key: only its id and first characters).
+enum KeysFormat {
+    static func table(_ keys: [UserStore.KeyInfo]) -> String {
+        let header = ["ID", "PREFIX", "USER", "TIER", "CREATED", "REVOKED"]
+        let rows = keys.map { key in
+            [
+                key.id.uuidString.lowercased(), key.prefix.map { $0 + "..." } ?? "-", key.userID.uuidString.lowercased(),
+                key.tier.rawValue, Self.time(key.createdAt), key.revokedAt.map(Self.time) ?? "-",
+            ]
+        }
+        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+        return ([header] + rows).map { row in
+            row.enumerated().map { column, value in value.padding(toLength: widths[column], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }.joined(separator: "\n")
+    }
+
+    private static func time(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
     }
 }
 

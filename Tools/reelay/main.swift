@@ -1,6 +1,6 @@
 import ArgumentParser
 
-// reelay: the ops command line (reelay migrate | keys create | stats). Each subcommand is in Commands.swift.
+// reelay: the ops command line (reelay migrate | keys create/list/revoke | stats | dlq). Each subcommand is in Commands.swift.
 
 // What AsyncParsableCommand.main() does, written out: in a main.swift, `ReelayCommand.main()` resolves to the synchronous
 // ParsableCommand entry point, which cannot run async subcommands (it prints their help instead).

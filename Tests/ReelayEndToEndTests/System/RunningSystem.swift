@@ -5,7 +5,7 @@ import ReelayPostgres
 /// The whole of Reelay as built executables: a fresh database and RabbitMQ vhost of its own (so tests never share
 /// queues or rows), the Replicate stand-in, and the four services, wired as a deployment would wire them.
 struct RunningSystem: Sendable {
-    static let opsToken = "ops-e2e-token"
+    static let opsToken = "ops-e2e-token-0123456789abcdef0123456789abcdef"
 
     let folder: String
     let standin: RunningStandin
