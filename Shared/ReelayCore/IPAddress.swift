@@ -276,6 +276,7 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         if b[0] == 0xFE && b[1] & 0xC0 == 0x80 { return .linkLocal }  // fe80::/10
         if b[0] == 0xFE && b[1] & 0xC0 == 0xC0 { return .privateNetwork }  // fec0::/10 site-local (deprecated)
         if b[0] == 0xFF { return .multicast }  // ff00::/8
+        if b[0] & 0xE0 != 0x20 { return .reserved }  // outside 2000::/3, the only global unicast space assigned
         return nil
     }
 
