@@ -81,7 +81,7 @@ struct Faults {
             #expect(cancel.status == 202, "\(cancel.text)")
             // Accepted; the task ends canceled when Replicate confirms.
             #expect(["processing", "canceled"].contains(cancel.json["status"].string ?? ""), "\(cancel.text)")
-            let canceled = try await user.waitFor(running, status: "canceled", timeout: .seconds(30))
+            let canceled = try await user.waitFor(running, status: "canceled", timeout: .seconds(60))
             #expect(canceled["output_video_url"].isNull)
             #expect(try await user.video(running).status == 409)
 
@@ -120,7 +120,7 @@ struct Faults {
         ) { system in
             let user = try FaultUser(system)
             let id = try await user.submit("in-flight")
-            try await eventually("the create sent to Replicate", timeout: .seconds(10), every: .milliseconds(20)) {
+            try await eventually("the create sent to Replicate", timeout: .seconds(60), every: .milliseconds(20)) {
                 try await system.standin.stats()["creates"].int == 1
             }
             let before = try await system.row(id)
@@ -148,7 +148,7 @@ struct Faults {
             let user = try FaultUser(system)
             let ids = [try await user.submit("lost-1"), try await user.submit("lost-2")]
             for id in ids {
-                let task = try await user.waitFor(id, status: "completed", timeout: .seconds(20))
+                let task = try await user.waitFor(id, status: "completed", timeout: .seconds(60))
                 #expect(task["retry_count"].int == 0)
                 let video = try await user.video(id)
                 #expect(video.status == 200)
@@ -188,15 +188,15 @@ struct Faults {
                 }
             }
             for (user, id) in tasks {
-                try await user.waitFor(id, status: "completed", timeout: .seconds(20))
+                try await user.waitFor(id, status: "completed", timeout: .seconds(60))
             }
             // Wait for every webhook to be delivered (a start webhook plus the terminal one twice per task) and for the
             // late terminal ones to be seen by the finalizer (recorded even when they came after the task finished).
-            try await eventually("every duplicated webhook delivered", timeout: .seconds(15), every: .milliseconds(200)) {
+            try await eventually("every duplicated webhook delivered", timeout: .seconds(60), every: .milliseconds(200)) {
                 try await system.standin.stats()["webhooks_sent"].int ?? 0 >= 3 * tasks.count
             }
             for (_, id) in tasks {
-                try await eventually("the late terminal webhook of \(id) recorded", timeout: .seconds(10), every: .milliseconds(100)) {
+                try await eventually("the late terminal webhook of \(id) recorded", timeout: .seconds(60), every: .milliseconds(100)) {
                     try await system.deliveries(id).contains { $0.id.hasPrefix("msg_") && $0.status == "succeeded" }
                 }
             }
@@ -235,7 +235,7 @@ struct Faults {
         ) { system in
             let user = try FaultUser(system)
             let ids = [try await user.submit("5xx-1"), try await user.submit("5xx-2")]
-            try await eventually("every task retried at least once", timeout: .seconds(25), every: .milliseconds(200)) {
+            try await eventually("every task retried at least once", timeout: .seconds(60), every: .milliseconds(200)) {
                 for id in ids {
                     if try await system.row(id).int("retry_count") ?? 0 < 1 { return false }
                 }
@@ -247,7 +247,7 @@ struct Faults {
 
             var attempts = 0
             for id in ids {
-                let task = try await user.waitFor(id, status: "completed", timeout: .seconds(30))
+                let task = try await user.waitFor(id, status: "completed", timeout: .seconds(60))
                 let retries = task["retry_count"].int ?? 0
                 #expect(retries > 0 && retries <= 10, "\(task)")
                 #expect(task["error_message"].isNull, "a completed task carries no error")
@@ -283,14 +283,14 @@ struct Faults {
         ) { system in
             let user = try FaultUser(system)
             let id = try await user.submit("5xx-reason")
-            try await eventually("the task retried", timeout: .seconds(20), every: .milliseconds(100)) {
+            try await eventually("the task retried", timeout: .seconds(60), every: .milliseconds(100)) {
                 try await system.row(id).int("retry_count") ?? 0 >= 1
             }
             let history = try await system.transitions(id)
             let retry = try #require(history.first { $0.from == "dispatching" && $0.to == "pending" })
             #expect(retry.reason.contains("500"), "the retry names the server error: \(history)")
             try await system.standin.setFaults(["create_500": 0])
-            try await user.waitFor(id, status: "completed", timeout: .seconds(30))
+            try await user.waitFor(id, status: "completed", timeout: .seconds(60))
             expectStandin(try await system.standin.stats(), predictions: [id: 1], maxRunning: 1)
         }
     }
@@ -313,7 +313,7 @@ struct Faults {
             do {
                 ids = [try await user.submit("ambiguous-1"), try await user.submit("ambiguous-2")]
                 for id in ids {
-                    try await user.waitFor(id, status: "processing", timeout: .seconds(10))
+                    try await user.waitFor(id, status: "processing", timeout: .seconds(60))
                 }
             } catch {
                 webhook.signal(SIGCONT)
@@ -321,7 +321,7 @@ struct Faults {
             }
             webhook.signal(SIGCONT)
             for id in ids {
-                let task = try await user.waitFor(id, status: "completed", timeout: .seconds(30))
+                let task = try await user.waitFor(id, status: "completed", timeout: .seconds(60))
                 #expect(task["retry_count"].int == 0, "\(task)")
                 #expect(try await user.video(id).status == 200)
                 let row = try await system.row(id)
@@ -350,7 +350,7 @@ struct Faults {
         try await Faulty.withSystem("create-429", overrides: ["MAX_RETRIES": "6"], standin: ["STANDIN_FAULT_CREATE_429": "100"]) { system in
             let user = try FaultUser(system)
             let ids = [try await user.submit("429-1"), try await user.submit("429-2")]
-            try await eventually("every task refused with 429 at least once", timeout: .seconds(20), every: .milliseconds(200)) {
+            try await eventually("every task refused with 429 at least once", timeout: .seconds(60), every: .milliseconds(200)) {
                 for id in ids {
                     if try await !system.transitions(id).contains(where: { $0.reason.contains("rate limit (429)") }) { return false }
                 }
@@ -361,7 +361,7 @@ struct Faults {
 
             var attempts = 0
             for id in ids {
-                let task = try await user.waitFor(id, status: "completed", timeout: .seconds(30))
+                let task = try await user.waitFor(id, status: "completed", timeout: .seconds(60))
                 #expect(task["error_message"].isNull)
                 #expect(task["retry_count"].int == (try await system.row(id).int("attempt") ?? 0) - 1, "each 429 counts a retry: \(task)")
                 // The user sees the rate-limit retries in the task's own history.
@@ -393,7 +393,7 @@ struct Faults {
             let user = try FaultUser(system)
             let ids = [try await user.submit("422-1"), try await user.submit("422-2")]
             for id in ids {
-                let task = try await user.waitFor(id, status: "failed", timeout: .seconds(10))
+                let task = try await user.waitFor(id, status: "failed", timeout: .seconds(60))
                 #expect(task["retry_count"].int == 0, "\(task)")
                 let message = task["error_message"].string ?? ""
                 #expect(message.contains("needed_key"), "the message names the field: \(message)")
@@ -425,7 +425,7 @@ struct Faults {
         ) { system in
             let user = try FaultUser(system)
             let id = try await user.submit("fail")
-            let task = try await user.waitFor(id, status: "failed", timeout: .seconds(30))
+            let task = try await user.waitFor(id, status: "failed", timeout: .seconds(60))
             #expect(task["retry_count"].int == 3, "\(task)")
             let message = task["error_message"].string ?? ""
             #expect(message.contains("Gave up after 3 retries"), "\(message)")
@@ -457,7 +457,7 @@ struct Faults {
         try await Faulty.withSystem("output-missing", standin: ["STANDIN_FAULT_OUTPUT_MISSING": "100"]) { system in
             let user = try FaultUser(system)
             let id = try await user.submit("missing")
-            let task = try await user.waitFor(id, status: "failed", timeout: .seconds(20))
+            let task = try await user.waitFor(id, status: "failed", timeout: .seconds(60))
             #expect(task["retry_count"].int == 0)
             #expect(
                 task["error_message"].string?.contains("Replicate deleted the output before it could be stored") == true, "\(task)")
@@ -494,7 +494,7 @@ struct Faults {
                 }
             }
             // Three creates made at Replicate, their answers withheld: the dispatcher is mid-call for all three.
-            try await eventually("three creates in flight", timeout: .seconds(10), every: .milliseconds(50)) {
+            try await eventually("three creates in flight", timeout: .seconds(60), every: .milliseconds(50)) {
                 try await system.standin.stats()["creates"].int == 3
             }
             let dispatcher = try #require(system.process("dispatcher"))
@@ -576,7 +576,7 @@ struct Faults {
         try await Faulty.withSystem("sigterm", standin: ["STANDIN_RUN_MS": "15000"]) { system in
             let user = try FaultUser(system)
             let id = try await user.submit("in-flight")
-            try await user.waitFor(id, status: "processing", timeout: .seconds(10))
+            try await user.waitFor(id, status: "processing", timeout: .seconds(60))
 
             // The webhook service first, so nothing can finalize the task while the others stop.
             for name in ["webhook", "dispatcher", "scheduler", "gateway"] {

@@ -24,7 +24,7 @@ struct WebhookBindingFaults {
 
             // (1) A dispatching task and an unsigned claim on it.
             let victim = try await user.submit("victim")
-            try await eventually("the victim's create sent", timeout: .seconds(10), every: .milliseconds(20)) {
+            try await eventually("the victim's create sent", timeout: .seconds(60), every: .milliseconds(20)) {
                 try await system.standin.stats()["creates"].int == 1
             }
             #expect(try await system.row(victim)["status"] == "dispatching")
@@ -34,7 +34,7 @@ struct WebhookBindingFaults {
             #expect(forged.status == 200, "accepted at the edge (no signed webhook URL to compare): \(forged.text)")
             let forgedDelivery = try await system.waitForDelivery("msg_e2e_unsigned_dispatching")
             #expect(forgedDelivery.taskID == nil, "matched to no task: \(forgedDelivery)")
-            let started = try await user.waitFor(victim, status: "processing", timeout: .seconds(20))
+            let started = try await user.waitFor(victim, status: "processing", timeout: .seconds(60))
             #expect(started["output_video_url"].isNull)
             let victimPrediction = try #require(try await user.predictions(of: victim).first?["id"].string)
             #expect(try await system.row(victim)["replicate_task_id"] == victimPrediction, "the victim keeps its own prediction")
@@ -42,7 +42,7 @@ struct WebhookBindingFaults {
 
             // (2) A signed body for my own task, posted with a query naming the victim.
             let own = try await user.submit("own")
-            try await user.waitFor(own, status: "processing", timeout: .seconds(20))
+            try await user.waitFor(own, status: "processing", timeout: .seconds(60))
             let ownPrediction = try #require(try await system.row(own)["replicate_task_id"])
             let victimQuery = "task=\(victim.lowercased())&attempt=1"
             let conflict = try await system.postSignedWebhook(
@@ -68,7 +68,7 @@ struct WebhookBindingFaults {
             let truthful = try await system.postSignedWebhook(
                 for: own, status: "succeeded", output: video, includeWebhook: false, webhookID: "msg_e2e_truthful")
             #expect(truthful.status == 200, "\(truthful.text)")
-            try await user.waitFor(own, status: "completed", timeout: .seconds(20))
+            try await user.waitFor(own, status: "completed", timeout: .seconds(60))
             #expect(try await system.row(own)["replicate_task_id"] == ownPrediction)
             #expect(try await user.video(own).body.count == 5000)
             #expect(try await system.delivery("msg_e2e_truthful")?.taskID == own.lowercased())
@@ -76,7 +76,7 @@ struct WebhookBindingFaults {
             // (5) A signed body naming the victim, posted without any query: the body is the authority.
             let signed = try await system.postSignedWebhook(for: victim, status: "succeeded", output: video, query: "")
             #expect(signed.status == 200, "\(signed.text)")
-            try await user.waitFor(victim, status: "completed", timeout: .seconds(20))
+            try await user.waitFor(victim, status: "completed", timeout: .seconds(60))
             #expect(try await system.row(victim)["replicate_task_id"] == victimPrediction)
             #expect(try await system.slotsHeld() == 0)
         }
@@ -141,7 +141,7 @@ extension RunningSystem {
     /// Waits until the finalizer recorded a webhook id (handled, whatever it changed).
     func waitForDelivery(_ webhookID: String) async throws -> (taskID: String?, status: String?) {
         var found: (taskID: String?, status: String?)?
-        try await eventually("webhook \(webhookID) recorded", timeout: .seconds(15), every: .milliseconds(50)) {
+        try await eventually("webhook \(webhookID) recorded", timeout: .seconds(60), every: .milliseconds(50)) {
             found = try await self.delivery(webhookID)
             return found != nil
         }
