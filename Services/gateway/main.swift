@@ -13,7 +13,7 @@ let (config, logger) = Bootstrap.start(service: "gateway")
 let amqpURL = Bootstrap.require("gateway") { try AMQPURL(config.amqpURL) }
 let storage = Bootstrap.require("gateway") { try FileStorage(directory: config.storageDirectory) }
 
-let pool = PostgresPool(url: config.databaseURL, size: 8, name: "gateway", logger: logger)
+let pool = PostgresPool(configuration: config, size: 8, name: "gateway", logger: logger)
 await SchemaCheck.refuseOldSchema(pool: pool, logger: logger)
 
 let publisher = AMQPPublisher(url: amqpURL, topology: Topology.all, name: "gateway", logger: logger)

@@ -69,6 +69,11 @@ public struct ReelayConfiguration: Sendable {
     /// GATEWAY_HOST (for probes); the
     /// gateway and the webhook service serve them on their own ports.
     public var healthPort: Int?
+    /// DATABASE_POOL_ACQUIRE_TIMEOUT_MS (5000): the longest a database checkout waits for a busy pool; then the request
+    /// fails (503 with Retry-After at the HTTP edge) instead of queueing behind a slow database.
+    public var databasePoolAcquireTimeout: Duration = .seconds(5)
+    /// DATABASE_POOL_MAX_WAITERS (1000): the most database checkouts waiting at once per pool; more fail at once.
+    public var databasePoolMaxWaiters: Int = 1000
 
     /// The admission limits from MAX_USER_ACTIVE_TASKS and MAX_QUEUE_SIZE.
     public var limits: AdmissionLimits {
@@ -94,7 +99,7 @@ public struct ReelayConfiguration: Sendable {
         "PRIORITY_AGING_SECONDS", "REPLICATE_CREATE_RATE_PER_MIN", "STORAGE_URL", "GATEWAY_PORT", "WEBHOOK_PORT", "GATEWAY_HOST",
         "WEBHOOK_HOST", "LOG_LEVEL", "LOG_FORMAT", "DISPATCH_LEASE_SECONDS", "PROCESSING_RECONCILE_SECONDS", "SCHEDULER_TICK_MS",
         "REPLICATE_HTTP_TIMEOUT_MS", "HEALTH_PORT",
-        "RETRY_BASE_MS", "RETRY_CAP_MS",
+        "RETRY_BASE_MS", "RETRY_CAP_MS", "DATABASE_POOL_ACQUIRE_TIMEOUT_MS", "DATABASE_POOL_MAX_WAITERS",
     ]
 
     static let defaultAllowedInputKeys =
@@ -164,6 +169,8 @@ public struct ReelayConfiguration: Sendable {
         }
 
         let replicateTimeoutMS = try reader.integer("REPLICATE_HTTP_TIMEOUT_MS", default: 30_000, minimum: 100)
+        let acquireTimeoutMS = try reader.integer("DATABASE_POOL_ACQUIRE_TIMEOUT_MS", default: 5000, minimum: 1)
+        let maxWaiters = try reader.integer("DATABASE_POOL_MAX_WAITERS", default: 1000, minimum: 0)
 
         var configuration = ReelayConfiguration(
             databaseURL: databaseURL, amqpURL: amqpURL, replicateAPIToken: replicateAPIToken,
@@ -177,6 +184,8 @@ public struct ReelayConfiguration: Sendable {
             dispatchLease: .seconds(leaseSeconds), processingReconcileAfter: .seconds(reconcileSeconds),
             schedulerTick: .milliseconds(tickMS), retryBackoff: Backoff(base: .milliseconds(retryBaseMS), cap: .milliseconds(retryCapMS)))
         configuration.replicateTimeout = .milliseconds(replicateTimeoutMS)
+        configuration.databasePoolAcquireTimeout = .milliseconds(acquireTimeoutMS)
+        configuration.databasePoolMaxWaiters = maxWaiters
         if reader.string("HEALTH_PORT") != nil {
             configuration.healthPort = try reader.integer("HEALTH_PORT", default: 0, minimum: 1, maximum: 65535)
         }
@@ -265,6 +274,8 @@ public struct ReelayConfiguration: Sendable {
             "RETRY_CAP_MS": String(Self.milliseconds(self.retryBackoff.cap)),
             "REPLICATE_HTTP_TIMEOUT_MS": String(Self.milliseconds(self.replicateTimeout)),
             "HEALTH_PORT": self.healthPort.map(String.init) ?? "<unset>",
+            "DATABASE_POOL_ACQUIRE_TIMEOUT_MS": String(Self.milliseconds(self.databasePoolAcquireTimeout)),
+            "DATABASE_POOL_MAX_WAITERS": String(self.databasePoolMaxWaiters),
         ]
     }
 
