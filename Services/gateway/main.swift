@@ -22,7 +22,7 @@ let replyQueue = "reelay.replies.\(UUID().uuidString.lowercased())"
 let replies = AMQPConsumer(
     url: amqpURL, topology: Topology.withReplyQueue(replyQueue), queues: [replyQueue], prefetch: 100, name: "gateway.replies",
     logger: logger)
-let waiter = VerdictWaiter(logger: logger)
+let waiter = VerdictWaiter(logger: logger, onLateRejection: LateRejections.store(in: TaskStore(pool: pool), configuration: config))
 
 let gateway = Gateway(
     config: config, tasks: TaskStore(pool: pool), auth: Authenticator(users: UserStore(pool: pool), opsToken: config.queueProcessorToken),
@@ -46,7 +46,7 @@ try await ServiceRunner.run(
             await publisher.shutdown()
             await pool.shutdown()
         },
-        ConsumerService(consumer: replies, concurrency: 16, logger: logger) { waiter.handleReply($0) },
+        ConsumerService(consumer: replies, concurrency: 16, logger: logger) { try await waiter.handleReply($0) },
         app,
     ],
     logger: logger)

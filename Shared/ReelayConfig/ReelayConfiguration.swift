@@ -74,6 +74,10 @@ public struct ReelayConfiguration: Sendable {
     public var databasePoolAcquireTimeout: Duration = .seconds(5)
     /// DATABASE_POOL_MAX_WAITERS (1000): the most database checkouts waiting at once per pool; more fail at once.
     public var databasePoolMaxWaiters: Int = 1000
+    /// ADMISSION_REPLY_MARGIN_MS (500): a refusal decided later than the gateway's reply deadline minus this margin is
+    /// stored as a `rejected` row, because the gateway may already have answered 202 "submitted". Covers the commit, the
+    /// way back to the gateway and clock skew between hosts.
+    public var admissionReplyMargin: Duration = .milliseconds(500)
 
     /// The admission limits from MAX_USER_ACTIVE_TASKS and MAX_QUEUE_SIZE.
     public var limits: AdmissionLimits {
@@ -99,7 +103,7 @@ public struct ReelayConfiguration: Sendable {
         "PRIORITY_AGING_SECONDS", "REPLICATE_CREATE_RATE_PER_MIN", "STORAGE_URL", "GATEWAY_PORT", "WEBHOOK_PORT", "GATEWAY_HOST",
         "WEBHOOK_HOST", "LOG_LEVEL", "LOG_FORMAT", "DISPATCH_LEASE_SECONDS", "PROCESSING_RECONCILE_SECONDS", "SCHEDULER_TICK_MS",
         "REPLICATE_HTTP_TIMEOUT_MS", "HEALTH_PORT",
-        "RETRY_BASE_MS", "RETRY_CAP_MS", "DATABASE_POOL_ACQUIRE_TIMEOUT_MS", "DATABASE_POOL_MAX_WAITERS",
+        "RETRY_BASE_MS", "RETRY_CAP_MS", "DATABASE_POOL_ACQUIRE_TIMEOUT_MS", "DATABASE_POOL_MAX_WAITERS", "ADMISSION_REPLY_MARGIN_MS",
     ]
 
     static let defaultAllowedInputKeys =
@@ -171,6 +175,7 @@ public struct ReelayConfiguration: Sendable {
         let replicateTimeoutMS = try reader.integer("REPLICATE_HTTP_TIMEOUT_MS", default: 30_000, minimum: 100)
         let acquireTimeoutMS = try reader.integer("DATABASE_POOL_ACQUIRE_TIMEOUT_MS", default: 5000, minimum: 1)
         let maxWaiters = try reader.integer("DATABASE_POOL_MAX_WAITERS", default: 1000, minimum: 0)
+        let replyMarginMS = try reader.integer("ADMISSION_REPLY_MARGIN_MS", default: 500, minimum: 0)
 
         var configuration = ReelayConfiguration(
             databaseURL: databaseURL, amqpURL: amqpURL, replicateAPIToken: replicateAPIToken,
@@ -186,6 +191,7 @@ public struct ReelayConfiguration: Sendable {
         configuration.replicateTimeout = .milliseconds(replicateTimeoutMS)
         configuration.databasePoolAcquireTimeout = .milliseconds(acquireTimeoutMS)
         configuration.databasePoolMaxWaiters = maxWaiters
+        configuration.admissionReplyMargin = .milliseconds(replyMarginMS)
         if reader.string("HEALTH_PORT") != nil {
             configuration.healthPort = try reader.integer("HEALTH_PORT", default: 0, minimum: 1, maximum: 65535)
         }
@@ -276,6 +282,7 @@ public struct ReelayConfiguration: Sendable {
             "HEALTH_PORT": self.healthPort.map(String.init) ?? "<unset>",
             "DATABASE_POOL_ACQUIRE_TIMEOUT_MS": String(Self.milliseconds(self.databasePoolAcquireTimeout)),
             "DATABASE_POOL_MAX_WAITERS": String(self.databasePoolMaxWaiters),
+            "ADMISSION_REPLY_MARGIN_MS": String(Self.milliseconds(self.admissionReplyMargin)),
         ]
     }
 

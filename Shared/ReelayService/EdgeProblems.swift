@@ -1,8 +1,10 @@
 import Foundation
 import Hummingbird
+import ReelayMessaging
 import ReelayPostgres
 
-// What the HTTP edge answers for failures that come from below it (the database pool, the database): each one says what went wrong and what to do, and never shows SQL, hosts or credentials.
+// What the HTTP edge answers for failures that come from below it (the database pool, the database, the scheduler's
+// verdict): each one says what went wrong and what to do, and never shows SQL, hosts or credentials.
 extension Problem {
     /// The database pool had no connection to spare in time (or too many requests already waited): the database is
     /// busy, not broken, and a retry a moment later usually succeeds.
@@ -25,6 +27,28 @@ extension Problem {
         return Problem(
             .serviceUnavailable, title: "Database unavailable", detail: "The database did not answer; try again in a few seconds.",
             headers: [.retryAfter: "5"])
+    }
+
+    /// The problem for a `rejected` admission verdict: 429 over the user's limit, 503 when the task queue is full, 422 when
+    /// the submission cannot be stored as it is (the scheduler's message names what to change).
+    public static func admissionRefused(_ verdict: AdmissionVerdict) -> Problem {
+        switch verdict.httpStatus {
+        case 503:
+            // The scheduler's message already says when to come back.
+            return Problem(
+                .serviceUnavailable, title: "Queue full",
+                detail: Self.sentence(verdict.message ?? "The queue is full; try again in a few minutes"), headers: [.retryAfter: "30"])
+        case 422:
+            return Problem(
+                .unprocessableContent, title: "Invalid submission",
+                detail: Self.sentence(verdict.message ?? "The submission cannot be stored; check the prompt and the input values")
+                    + " Nothing was queued.")
+        default:
+            return Problem(
+                .tooManyRequests, title: "Too many active tasks",
+                detail: Self.sentence(verdict.message ?? "You have too many tasks in progress")
+                    + " Wait for one of them to finish, or cancel one (POST /v1/tasks/{id}/cancel), then submit again.")
+        }
     }
 
     /// The text with a closing full stop, so a sentence can follow it.

@@ -51,14 +51,16 @@ struct ConfigurationTests {
         #expect(config.retryBackoff == Backoff(base: .milliseconds(2000), cap: .seconds(300)))
         #expect(config.databasePoolAcquireTimeout == .seconds(5))
         #expect(config.databasePoolMaxWaiters == 1000)
+        #expect(config.admissionReplyMargin == .milliseconds(500))
     }
 
-    @Test func poolBounds() throws {
+    @Test func poolBoundsAndReplyMargin() throws {
         let config = try ReelayConfiguration.load(from: [
-            "DATABASE_POOL_ACQUIRE_TIMEOUT_MS": "250", "DATABASE_POOL_MAX_WAITERS": "0",
+            "DATABASE_POOL_ACQUIRE_TIMEOUT_MS": "250", "DATABASE_POOL_MAX_WAITERS": "0", "ADMISSION_REPLY_MARGIN_MS": "0",
         ])
         #expect(config.databasePoolAcquireTimeout == .milliseconds(250))
         #expect(config.databasePoolMaxWaiters == 0)
+        #expect(config.admissionReplyMargin == .zero)
         #expect(config.redactedSummary["DATABASE_POOL_ACQUIRE_TIMEOUT_MS"] == "250")
     }
 
@@ -122,7 +124,7 @@ struct ConfigurationTests {
         ("REPLICATE_ALLOWED_INPUT_KEYS", "seed,prompt"), ("REPLICATE_ALLOWED_INPUT_KEYS", "seed,image"),
         ("REPLICATE_WEBHOOK_SECRET", "whsec_***"), ("WEBHOOK_PUBLIC_URL", "hooks.example.com"), ("STORAGE_URL", "/var/videos"),
         ("STORAGE_URL", "file://"), ("GATEWAY_HOST", "a b"), ("WEBHOOK_HOST", "http://x/"),
-        ("DATABASE_POOL_ACQUIRE_TIMEOUT_MS", "0"), ("DATABASE_POOL_MAX_WAITERS", "-1"),
+        ("DATABASE_POOL_ACQUIRE_TIMEOUT_MS", "0"), ("DATABASE_POOL_MAX_WAITERS", "-1"), ("ADMISSION_REPLY_MARGIN_MS", "soon"),
     ])
     func invalidValueNamesItsVariable(variable: String, value: String) throws {
         let error = try #require(self.error([variable: value]))

@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Refusals", .serialized)
+struct RefusalTests {
+    /// Guards: a refusal answered in time (429 within ADMISSION_TIMEOUT_MS) leaves no row, only a count by user and
+    /// reason, which `GET /v1/queue/stats` and `reelay stats` include; a refusal decided after the gateway answered 202
+    /// "submitted" (the scheduler was frozen past the deadline) is a `rejected` row that the user reads with GET.
+    @Test func refusalsCostACounterUnlessTheClientWasToldSubmitted() async throws {
+        let system = try await RunningSystem.start(
+            name: "refusals", overrides: ["MAX_USER_ACTIVE_TASKS": "1", "ADMISSION_TIMEOUT_MS": "1500"],
+            standinEnvironment: ["STANDIN_RUN_MS": "120000"])
+        do {
+            try await self.refuseInTimeThenLate(system)
+        } catch {
+            Issue.record("\(error)\n\(system.logTails())")
+        }
+        system.process("scheduler")?.signal(SIGCONT)
+        await system.stop()
+    }
+
+    private func refuseInTimeThenLate(_ system: RunningSystem) async throws {
+        let user = UUID()
+        let key = try system.createKey(user: user, tier: "free")
+        let body = ["prompt": "a heron takes off", "input_image_url": "https://example.com/heron.png"]
+        let first = try await sendJSON("POST", system.gatewayURL + "/v1/tasks", token: key, body: body)
+        #expect(first.status == 202, "\(first.text)")
+
+        // In time: 429, and the refusal is a count, not a row.
+        let refused = try await sendJSON("POST", system.gatewayURL + "/v1/tasks", token: key, body: body)
+        #expect(refused.status == 429, "\(refused.text)")
+        #expect(refused.json["detail"].string?.hasPrefix("You can only have 1 video tasks in progress at once") == true)
+        #expect(try await self.rows(system, user: user) == 1)
+        #expect(try await self.counted(system, user: user) == 1)
+        #expect(try await self.statsRejected(system) == 1)
+
+        // Late: the scheduler is frozen, so the gateway answers 202 "submitted" at its deadline; the refusal the scheduler
+        // decides afterwards is kept as a row.
+        let scheduler = try #require(system.process("scheduler"))
+        scheduler.signal(SIGSTOP)
+        let submitted: JSONResponse
+        do {
+            submitted = try await sendJSON("POST", system.gatewayURL + "/v1/tasks", token: key, body: body)
+        } catch {
+            scheduler.signal(SIGCONT)
+            throw error
+        }
+        scheduler.signal(SIGCONT)
+        #expect(submitted.status == 202, "\(submitted.text)")
+        #expect(submitted.json["status"].string == "submitted")
+        let id = try #require(submitted.json["id"].string)
+        var task = JSONResponse(status: 0, headers: [], body: [], json: JSON(nil))
+        try await eventually("the late refusal can be read", timeout: .seconds(30), every: .milliseconds(200)) {
+            task = try await sendJSON("GET", system.gatewayURL + "/v1/tasks/\(id)", token: key)
+            return task.status == 200
+        }
+        #expect(task.json["status"].string == "rejected")
+        #expect(task.json["error_message"].string == "You can only have 1 video tasks in progress at once")
+        #expect(try await self.rows(system, user: user) == 2)
+        #expect(try await self.counted(system, user: user) == 1, "kept as a row, not counted as well")
+        #expect(try await self.statsRejected(system) == 2)
+        let cli = try RunningSystem.runTool(["stats", "--json"], environment: system.environment)
+        #expect(JSON(bytes: Array(cli.stdout.utf8))["rejected"].int == 2, "\(cli.output)")
+    }
+
+    private func rows(_ system: RunningSystem, user: UUID) async throws -> Int? {
+        try await system.pool.withConnection { connection in
+            try await connection.query("SELECT count(*) AS n FROM video_tasks WHERE user_uuid = $1", [user.uuidString]).rows.first?.int("n")
+        }
+    }
+
+    private func counted(_ system: RunningSystem, user: UUID) async throws -> Int? {
+        try await system.pool.withConnection { connection in
+            try await connection.query(
+                "SELECT coalesce(sum(refusals), 0) AS n FROM admission_refusals WHERE user_uuid = $1 AND reason = 'user_limit'",
+                [user.uuidString]
+            ).rows.first?.int("n")
+        }
+    }
+
+    private func statsRejected(_ system: RunningSystem) async throws -> Int? {
+        let stats = try await sendJSON("GET", system.gatewayURL + "/v1/queue/stats", token: RunningSystem.opsToken)
+        return stats.json["rejected"].int
+    }
+}
