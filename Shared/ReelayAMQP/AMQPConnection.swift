@@ -124,8 +124,16 @@ final class AMQPConnection {
     // MARK: Topology and setup
 
     /// Declares exchanges (durable), queues (with their arguments) and bindings.
+    ///
+    /// A queue that already exists with another length limit (`x-max-length`, `x-max-length-bytes`) than the one asked
+    /// for, typically declared by an older version before the limit existed, makes the broker close the channel with 406
+    /// PRECONDITION_FAILED. That one mismatch is tolerated on purpose: the channel is reopened, the queue is checked to
+    /// exist (passively) and keeps its own arguments, and the mismatch is returned for the caller to log with the
+    /// migration step (a policy; deploy/README.md). Any other mismatch still fails the declaration.
     /// - Parameter includeExclusive: false for publishers: an exclusive queue belongs to the consumer connection declaring it.
-    func declare(_ topology: AMQPTopology, includeExclusive: Bool) throws {
+    /// - Returns: the tolerated length-limit mismatches.
+    @discardableResult
+    func declare(_ topology: AMQPTopology, includeExclusive: Bool) throws -> [AMQPLimitMismatch] {
         let arena = CArena()
         let empty = amqp_table_t(num_entries: 0, entries: nil)
         for exchange in topology.exchanges {
@@ -134,6 +142,7 @@ final class AMQPConnection {
             try self.checkReply(doing: "declare exchange \(exchange.name)")
         }
         var skipped: Set<String> = []
+        var mismatches: [AMQPLimitMismatch] = []
         for queue in topology.queues {
             if queue.exclusive && !includeExclusive {
                 skipped.insert(queue.name)
@@ -142,7 +151,15 @@ final class AMQPConnection {
             _ = amqp_queue_declare(
                 self.state, Self.channel, arena.bytes(queue.name), 0, queue.durable ? 1 : 0, queue.exclusive ? 1 : 0,
                 queue.autoDelete ? 1 : 0, arena.table(queue.arguments))
-            try self.checkReply(doing: "declare queue \(queue.name)")
+            do {
+                try self.checkReply(doing: "declare queue \(queue.name)")
+            } catch let error as AMQPError {
+                guard let mismatch = AMQPLimitMismatch(error, queue: queue) else { throw error }
+                try self.reopenChannel()
+                _ = amqp_queue_declare(self.state, Self.channel, arena.bytes(queue.name), 1, 0, 0, 0, empty)
+                try self.checkReply(doing: "inspect queue \(queue.name)")
+                mismatches.append(mismatch)
+            }
         }
         for binding in topology.bindings where !skipped.contains(binding.queue) {
             _ = amqp_queue_bind(
@@ -150,6 +167,14 @@ final class AMQPConnection {
                 empty)
             try self.checkReply(doing: "bind queue \(binding.queue) to \(binding.exchange)")
         }
+        return mismatches
+    }
+
+    /// Opens channel 1 again after the broker closed it (close-ok already sent).
+    private func reopenChannel() throws {
+        _ = amqp_channel_open(self.state, Self.channel)
+        try self.checkReply(doing: "reopen the channel")
+        self.channelOpen = true
     }
 
     /// Puts channel 1 in publisher-confirm mode; publishes are then numbered from 1.

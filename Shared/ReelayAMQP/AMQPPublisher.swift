@@ -228,7 +228,9 @@ public final class AMQPPublisher: Sendable {
         do {
             let connection = try AMQPConnection(url: self.url, name: self.name, heartbeat: self.heartbeat)
             do {
-                try connection.declare(self.topology, includeExclusive: false)
+                for mismatch in try connection.declare(self.topology, includeExclusive: false) {
+                    mismatch.log(to: self.logger)
+                }
                 try connection.confirmSelect()
             } catch {
                 connection.close()

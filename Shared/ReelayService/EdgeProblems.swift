@@ -1,10 +1,11 @@
 import Foundation
 import Hummingbird
+import ReelayAMQP
 import ReelayMessaging
 import ReelayPostgres
 
-// What the HTTP edge answers for failures that come from below it (the database pool, the database, the scheduler's
-// verdict): each one says what went wrong and what to do, and never shows SQL, hosts or credentials.
+// What the HTTP edge answers for failures that come from below it (the database pool, the database, the broker, the
+// scheduler's verdict): each says what went wrong and what to do, and never shows SQL, hosts or credentials.
 extension Problem {
     /// The database pool had no connection to spare in time (or too many requests already waited): the database is
     /// busy, not broken, and a retry a moment later usually succeeds.
@@ -26,6 +27,22 @@ extension Problem {
         }
         return Problem(
             .serviceUnavailable, title: "Database unavailable", detail: "The database did not answer; try again in a few seconds.",
+            headers: [.retryAfter: "5"])
+    }
+
+    /// A publish the broker did not confirm. A `basic.nack` means the queue is at its length limit (`x-max-length`,
+    /// overflow `reject-publish`): Reelay is taking in more than it can work off, so the client should come back later.
+    public static func publishFailed(_ error: any Error) -> Problem {
+        if let error = error as? AMQPError, error.code == .nacked {
+            return Problem(
+                .serviceUnavailable, title: "Queue full",
+                detail: "Reelay's work queue is full (it is taking in more than it can work off), so nothing was queued; "
+                    + "try again in a minute (with the same Idempotency-Key, if you sent one).",
+                headers: [.retryAfter: "30"])
+        }
+        return Problem(
+            .serviceUnavailable, title: "Broker unavailable",
+            detail: "Broker unavailable, try again in a few seconds (with the same Idempotency-Key, if you sent one).",
             headers: [.retryAfter: "5"])
     }
 

@@ -23,6 +23,40 @@ struct RefusalTests {
         await system.stop()
     }
 
+    /// Guards: when the submit queue is at its length limit (the scheduler is gone and the queue filled up), the broker
+    /// refuses the publish and the gateway answers 503 "Queue full" with Retry-After, instead of 202 for a submission
+    /// that was never queued. The limit is applied here as the policy deploy/README.md describes for existing brokers.
+    @Test func aFullSubmitQueueIsAnswered503() async throws {
+        let system = try await RunningSystem.start(name: "queue-full", overrides: ["ADMISSION_TIMEOUT_MS": "300"])
+        do {
+            let key = try system.createKey(user: UUID(), tier: "pro")
+            _ = await system.process("scheduler")?.terminate()
+            let vhost = try #require(system.environment["AMQP_URL"]?.split(separator: "/").last.map(String.init))
+            try RunningSystem.rabbitmqctl([
+                "set_policy", "-p", vhost, "--apply-to", "queues", "reelay-queue-limits", #"^reelay\.submit$"#, #"{"max-length": 1}"#,
+            ])
+            var statuses: [Int] = []
+            var full: JSONResponse?
+            for index in 0..<6 where full == nil {
+                let response = try await sendJSON(
+                    "POST", system.gatewayURL + "/v1/tasks", token: key,
+                    body: ["prompt": "a kite over dunes \(index)", "input_image_url": "https://example.com/kite.png"])
+                statuses.append(response.status)
+                if response.status == 503 { full = response }
+            }
+            let refused = try #require(full, "a submission beyond the queue's limit is refused; statuses: \(statuses)")
+            #expect(statuses.dropLast().allSatisfy { $0 == 202 }, "queued ones were answered 202 submitted: \(statuses)")
+            #expect(statuses.count >= 2, "the first submission fits: \(statuses)")
+            #expect(refused.json["title"].string == "Queue full")
+            #expect(refused.json["detail"].string?.contains("try again") == true, "\(refused.text)")
+            #expect(refused.header("Retry-After") == "30")
+            #expect(refused.header("Content-Type")?.hasPrefix("application/problem+json") == true)
+        } catch {
+            Issue.record("\(error)\n\(system.logTails())")
+        }
+        await system.stop()
+    }
+
     private func refuseInTimeThenLate(_ system: RunningSystem) async throws {
         let user = UUID()
         let key = try system.createKey(user: user, tier: "free")
