@@ -49,11 +49,11 @@ struct Scheduler: Sendable {
     /// A submission the database cannot store is answered with a 422 verdict on its own; its batch is admitted as usual.
     func handleSubmit(_ delivery: AMQPDelivery) async throws {
         let command = try delivery.decode(SubmitTaskCommand.self)
-        let result = try await self.admissions.admit(
-            Submission(
-                taskID: command.taskID, userID: command.userID, prompt: command.prompt, inputImageURL: command.inputImageURL,
-                inputJSON: command.inputJSON, idempotencyKey: command.idempotencyKey, submittedAt: command.submittedAt,
-                replyBy: command.replyBy))
+        let submission = Submission(
+            taskID: command.taskID, userID: command.userID, prompt: command.prompt, inputImageURL: command.inputImageURL,
+            inputJSON: command.inputJSON, idempotencyKey: command.idempotencyKey, submittedAt: command.submittedAt,
+            replyBy: command.replyBy)
+        let result = try await self.admissions.admit(submission)
         let verdict = Self.verdict(for: result)
         if case .invalid = result.decision {
             self.logger.notice(
@@ -63,13 +63,23 @@ struct Scheduler: Sendable {
         self.logger.debug(
             "admission verdict",
             metadata: ["task.id": "\(result.taskID)", "verdict": "\(verdict.outcome.rawValue)", "persisted": "\(result.stored)"])
+        var replied = false
         if let replyTo = delivery.properties.replyTo {
             do {
                 try await self.bus.reply(verdict, to: replyTo, correlationID: delivery.properties.correlationID)
+                replied = true
             } catch {
-                // The gateway has answered "submitted" by now; the row is the truth and the user can read it.
+                // Its reply queue is gone (the gateway or the broker restarted) or the broker did not take it: the gateway
+                // answers (or answered) "submitted", and the row is how the user learns the outcome.
                 self.logger.warning("could not send the verdict", metadata: ["task.id": "\(result.taskID)", "error": "\(error)"])
             }
+        }
+        if !replied, verdict.outcome == .rejected, verdict.persisted == false {
+            // A refusal only counted, whose verdict nobody will read: keep it as a row after all.
+            _ = try await self.store.keepLateRejection(
+                submission, reason: verdict.reason ?? "invalid", message: verdict.message ?? "Refused by the scheduler",
+                model: self.configuration.replicateModel.identifier)
+            self.logger.notice("verdict undeliverable; kept the refusal as a rejected row", metadata: ["task.id": "\(result.taskID)"])
         }
         if verdict.outcome == .admitted {
             await self.passes.trigger()

@@ -10,6 +10,8 @@ import Darwin
 enum AMQPFrame {
     case ack(tag: UInt64, multiple: Bool)
     case nack(tag: UInt64, multiple: Bool)
+    /// A mandatory publish reached no queue (basic.return, read with its content); its headers identify it.
+    case returned(headers: [String: String])
     /// The broker closed channel 1 (close-ok already sent); the connection itself can still be closed politely.
     case channelClosed(AMQPError)
     /// The broker closed the connection (close-ok already sent).
@@ -230,8 +232,9 @@ final class AMQPConnection {
 
     // MARK: Messages
 
-    /// Sends one message (no mandatory flag); the confirm arrives later as an `AMQPFrame.ack` / `.nack`.
-    func publish(exchange: String, routingKey: String, body: [UInt8], properties: AMQPProperties) throws {
+    /// Sends one message; the confirm arrives later as an `AMQPFrame.ack` / `.nack`. A `mandatory` message that no queue
+    /// takes comes back first as `AMQPFrame.returned`.
+    func publish(exchange: String, routingKey: String, body: [UInt8], properties: AMQPProperties, mandatory: Bool = false) throws {
         let arena = CArena()
         var basicProperties = arena.basicProperties(properties)
         let exchangeBytes = arena.bytes(exchange)
@@ -239,7 +242,8 @@ final class AMQPConnection {
         let status = body.withUnsafeBytes { raw in
             // The library writes the body frames before returning, so lending the array's storage is enough.
             let bodyBytes = amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress))
-            return amqp_basic_publish(self.state, Self.channel, exchangeBytes, routingKeyBytes, 0, 0, &basicProperties, bodyBytes)
+            return amqp_basic_publish(
+                self.state, Self.channel, exchangeBytes, routingKeyBytes, mandatory ? 1 : 0, 0, &basicProperties, bodyBytes)
         }
         try self.checkStatus(status, doing: "publish")
     }
@@ -336,6 +340,15 @@ final class AMQPConnection {
         case AMQP_BASIC_NACK_METHOD:
             let nack = decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
             return .nack(tag: nack.delivery_tag, multiple: nack.multiple != 0)
+        case AMQP_BASIC_RETURN_METHOD:
+            // The returned message's header and body frames follow at once; read them so the next frame is a method.
+            var message = amqp_message_t()
+            let reply = amqp_read_message(self.state, Self.channel, &message, 0)
+            guard reply.reply_type == AMQP_RESPONSE_NORMAL else {
+                return .returned(headers: [:])
+            }
+            defer { amqp_destroy_message(&message) }
+            return .returned(headers: AMQPProperties(copying: message.properties).headers)
         case AMQP_BASIC_CANCEL_METHOD:
             let cancel = decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
             return .consumerCancelled(tag: cancel.consumer_tag.string)

@@ -121,6 +121,8 @@ public struct AMQPError: Error, Sendable, CustomStringConvertible {
         case connectionClosed
         /// The broker answered a publish with basic.nack.
         case nacked
+        /// A mandatory publish reached no queue (basic.return): e.g. a reply queue that no longer exists.
+        case returned
         /// The client was shut down.
         case shutdown
         /// Not done within the allowed time.

@@ -269,7 +269,7 @@ public final class PostgresPool: Sendable {
         let error = PostgresPoolError(
             code: .acquireTimeout, pool: self.name,
             detail: "no connection came free within \(self.acquireTimeout) (all \(self.size) in use)")
-        self.logger.warning("postgres pool checkout timed out", metadata: ["pg.acquire_timeout": "\(self.acquireTimeout)"])
+        self.logger.notice("postgres pool checkout timed out", metadata: ["pg.acquire_timeout": "\(self.acquireTimeout)"])
         waiter.resume(with: .failure(error))
     }
 

@@ -15,7 +15,8 @@ import ReelayStore
 /// A verdict that comes after the timeout finds a client that already has 202 "submitted" and reads the outcome with
 /// GET. The scheduler stores a refusal decided near the deadline; one it decided earlier but that still arrived late
 /// (`persisted == false`) is handed to `onLateRejection`, which stores it, so that GET never answers 404 for a task the
-/// client was told exists. For that the submission of a timed-out wait is kept for `lateWindow` (at most `lateCapacity`).
+/// client was told exists. For that the submission of a timed-out wait is kept for a while (bounded in time, count and
+/// bytes).
 public final class VerdictWaiter: Sendable {
     /// Stores a rejection that arrived after its request answered 202 "submitted" (the scheduler only counted it).
     public typealias LateRejectionHandler = @Sendable (SubmitTaskCommand, AdmissionVerdict) async throws -> Void
@@ -34,22 +35,36 @@ public final class VerdictWaiter: Sendable {
         var submissions: [String: (SubmitTaskCommand, ContinuousClock.Instant)] = [:]
         var order: [String] = []
         var head = 0
+        /// Roughly the memory the kept submissions take (their text fields).
+        var bytes = 0
+
+        static func size(_ submission: SubmitTaskCommand) -> Int {
+            submission.prompt.utf8.count + submission.inputImageURL.utf8.count + (submission.inputJSON?.utf8.count ?? 0) + 256
+        }
 
         mutating func add(_ correlationID: String, _ submission: SubmitTaskCommand, now: ContinuousClock.Instant) {
+            _ = self.take(correlationID)
             self.submissions[correlationID] = (submission, now)
+            self.bytes += Self.size(submission)
             self.order.append(correlationID)
         }
 
-        /// Drops what is older than `window` or beyond `capacity` (oldest first).
-        mutating func trim(now: ContinuousClock.Instant, window: Duration, capacity: Int) {
+        mutating func take(_ correlationID: String) -> (SubmitTaskCommand, ContinuousClock.Instant)? {
+            guard let kept = self.submissions.removeValue(forKey: correlationID) else { return nil }
+            self.bytes -= Self.size(kept.0)
+            return kept
+        }
+
+        /// Drops what is older than `window` or beyond `capacity` or `byteBudget` (oldest first).
+        mutating func trim(now: ContinuousClock.Instant, window: Duration, capacity: Int, byteBudget: Int) {
             while self.head < self.order.count {
                 let id = self.order[self.head]
                 guard let (_, since) = self.submissions[id] else {
                     self.head += 1  // taken already
                     continue
                 }
-                guard self.submissions.count > capacity || now - since > window else { break }
-                self.submissions[id] = nil
+                guard self.submissions.count > capacity || self.bytes > byteBudget || now - since > window else { break }
+                _ = self.take(id)
                 self.head += 1
             }
             if self.head > 1024 && self.head * 2 > self.order.count {
@@ -69,17 +84,22 @@ public final class VerdictWaiter: Sendable {
     private let onLateRejection: LateRejectionHandler?
     private let lateWindow: Duration
     private let lateCapacity: Int
+    private let lateByteBudget: Int
 
     /// - Parameters:
     ///   - onLateRejection: stores a rejection that came after its request answered 202 and that the scheduler did not
     ///     store; nil drops such verdicts.
-    ///   - lateWindow, lateCapacity: how long, and how many, timed-out submissions are kept for a late verdict.
+    ///   - lateWindow, lateCapacity, lateByteBudget: how long, how many and how much of the timed-out submissions are
+    ///     kept for a late verdict. Only a verdict delayed on its way (the scheduler decided in time) needs one: a
+    ///     verdict decided late is stored by the scheduler itself, so a short window does.
     public init(
-        logger: Logger, lateWindow: Duration = .seconds(600), lateCapacity: Int = 10_000, onLateRejection: LateRejectionHandler? = nil
+        logger: Logger, lateWindow: Duration = .seconds(120), lateCapacity: Int = 10_000, lateByteBudget: Int = 32 << 20,
+        onLateRejection: LateRejectionHandler? = nil
     ) {
         self.logger = logger
         self.lateWindow = lateWindow
         self.lateCapacity = lateCapacity
+        self.lateByteBudget = lateByteBudget
         self.onLateRejection = onLateRejection
     }
 
@@ -155,7 +175,7 @@ public final class VerdictWaiter: Sendable {
                 state.entries[correlationID] = nil
                 if timedOut, let submission {
                     state.late.add(correlationID, submission, now: now)
-                    state.late.trim(now: now, window: self.lateWindow, capacity: self.lateCapacity)
+                    state.late.trim(now: now, window: self.lateWindow, capacity: self.lateCapacity, byteBudget: self.lateByteBudget)
                 }
                 return (continuation, timer)
             case .expecting(let submission):
@@ -164,7 +184,7 @@ public final class VerdictWaiter: Sendable {
                 state.entries[correlationID] = verdict.map(Entry.arrived)
                 if timedOut, let submission {
                     state.late.add(correlationID, submission, now: now)
-                    state.late.trim(now: now, window: self.lateWindow, capacity: self.lateCapacity)
+                    state.late.trim(now: now, window: self.lateWindow, capacity: self.lateCapacity, byteBudget: self.lateByteBudget)
                 }
                 return nil
             case .arrived:
@@ -201,7 +221,8 @@ extension VerdictWaiter {
         if self.deliver(verdict, correlationID: correlationID) {
             return
         }
-        let submission = self.state.withLockedValue { $0.late.submissions.removeValue(forKey: correlationID)?.0 }
+        let kept = self.state.withLockedValue { $0.late.take(correlationID) }
+        let submission = kept?.0
         let metadata: Logger.Metadata = [
             "task.id": "\(verdict.taskID.uuidString.lowercased())", "verdict": "\(verdict.outcome.rawValue)",
         ]
@@ -215,8 +236,9 @@ extension VerdictWaiter {
             try await onLateRejection(submission, verdict)
             self.logger.notice("rejection arrived after 202 submitted; stored it for the client to read", metadata: metadata)
         } catch {
-            let now = ContinuousClock.now
-            self.state.withLockedValue { $0.late.add(correlationID, submission, now: now) }
+            // Kept for the retry with its original time, so a store that keeps failing ends with the window.
+            let since = kept?.1 ?? ContinuousClock.now
+            self.state.withLockedValue { $0.late.add(correlationID, submission, now: since) }
             self.logger.warning("could not store a late rejection; trying again", metadata: metadata.merging(["error": "\(error)"]) { $1 })
             throw error
         }

@@ -33,18 +33,30 @@ extension TaskStore {
         }
     }
 
-    /// Keeps a rejection the gateway received after it had answered 202 "submitted" and that the scheduler only counted
-    /// (its verdict was decided before the deadline but arrived after it): the user can then read it with GET. The count
-    /// moves from `admission_refusals` to the row, so the statistics count it once. Returns false when the task already
-    /// has a row (nothing changed).
+    /// Keeps a refusal that was only counted as a `rejected` row after all, because its verdict did not reach the
+    /// client in time: the gateway received it after answering 202 "submitted", or the scheduler could not deliver it
+    /// (the reply queue was gone). The user can then read it with GET. The count moves from `admission_refusals` to the
+    /// row, so the statistics count it once. Returns false when the task already has a row (nothing changed).
     public func keepLateRejection(_ submission: Submission, reason: String, message: String, model: String) async throws -> Bool {
+        do {
+            let kept = reason == "invalid" ? submission.storable : submission
+            return try await self.keepRejection(kept, reason: reason, message: message, model: model)
+        } catch let error as PostgresError where AdmissionBatch.isRowRefusal(error) {
+            // Refused under a limit before its data was ever written, yet unstorable as it is (a NUL): keep what can be.
+            return try await self.keepRejection(submission.storable, reason: reason, message: message, model: model)
+        }
+    }
+
+    private func keepRejection(_ submission: Submission, reason: String, message: String, model: String) async throws -> Bool {
         try await self.pool.transaction { connection in
+            // Under the admission lock: the scheduler and a gateway may both keep the same refusal; one row, one decrement.
+            _ = try await connection.query("SELECT pg_advisory_xact_lock($1)", [String(AdvisoryLock.admission)])
             let exists = try await connection.query("SELECT 1 FROM video_tasks WHERE id = $1", [submission.taskID.uuidString])
             guard exists.rows.isEmpty else { return false }
             let user = try await connection.query("SELECT tier FROM users WHERE id = $1", [submission.userID.uuidString])
             let tier = try user.rows.first.flatMap { Tier(rawValue: try $0.string("tier")) } ?? .free
             // Without the idempotency key: a retry with the same key must be decided afresh, not answered with this row.
-            var kept = reason == "invalid" ? submission.storable : submission
+            var kept = submission
             kept.idempotencyKey = nil
             try await AdmissionBatch.insert(
                 connection, kept, status: .rejected, message: message, tier: tier,

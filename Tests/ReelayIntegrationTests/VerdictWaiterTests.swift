@@ -219,13 +219,20 @@ final class LateRejectionLog: Sendable {
         #expect(log.calls.map(\.0) == [command.taskID])
     }
 
-    /// The kept submissions are bounded: the oldest go first beyond `lateCapacity`.
+    /// The kept submissions are bounded: the oldest go first beyond `lateCapacity`, or beyond `lateByteBudget`.
     @Test func keptSubmissionsAreBounded() async {
         let waiter = VerdictWaiter(logger: Logger(label: "test"), lateCapacity: 3) { _, _ in }
         for _ in 0..<5 {
             await self.timeOut(waiter, self.command())
         }
         #expect(waiter.lateCount == 3)
+        let small = VerdictWaiter(logger: Logger(label: "test"), lateByteBudget: 10_000) { _, _ in }
+        for _ in 0..<5 {
+            var command = self.command()
+            command.inputJSON = "{\"seed\": \"" + String(repeating: "x", count: 4000) + "\"}"
+            await self.timeOut(small, command)
+        }
+        #expect(small.lateCount == 2, "about 4 KB each within 10 KB")
     }
 }
 

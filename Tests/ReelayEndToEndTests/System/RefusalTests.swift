@@ -1,4 +1,7 @@
 import Foundation
+import Logging
+import ReelayAMQP
+import ReelayMessaging
 import Testing
 
 #if canImport(Glibc)
@@ -9,7 +12,9 @@ import Glibc
 struct RefusalTests {
     /// Guards: a refusal answered in time (429 within ADMISSION_TIMEOUT_MS) leaves no row, only a count by user and
     /// reason, which `GET /v1/queue/stats` and `reelay stats` include; a refusal decided after the gateway answered 202
-    /// "submitted" (the scheduler was frozen past the deadline) is a `rejected` row that the user reads with GET.
+    /// "submitted" (the scheduler was frozen past the deadline) is a `rejected` row that the user reads with GET; and so
+    /// is a refusal decided in time whose verdict cannot be delivered (its reply queue is gone, as when the gateway or
+    /// the broker restarted).
     @Test func refusalsCostACounterUnlessTheClientWasToldSubmitted() async throws {
         let system = try await RunningSystem.start(
             name: "refusals", overrides: ["MAX_USER_ACTIVE_TASKS": "1", "ADMISSION_TIMEOUT_MS": "1500"],
@@ -99,6 +104,32 @@ struct RefusalTests {
         #expect(try await self.statsRejected(system) == 2)
         let cli = try RunningSystem.runTool(["stats", "--json"], environment: system.environment)
         #expect(JSON(bytes: Array(cli.stdout.utf8))["rejected"].int == 2, "\(cli.output)")
+
+        // Undeliverable: decided well before the deadline (only counted), but the reply queue does not exist.
+        let orphan = SubmitTaskCommand(
+            taskID: UUID(), userID: user, prompt: "a heron lands", inputImageURL: "https://example.com/heron.png", inputJSON: nil,
+            idempotencyKey: nil, submittedAt: Date(), replyBy: Date().addingTimeInterval(60))
+        let url = try AMQPURL(try #require(system.environment["AMQP_URL"]))
+        let publisher = AMQPPublisher(url: url, topology: Topology.all, name: "e2e.orphan", logger: Logger(label: "e2e.orphan"))
+        publisher.start()
+        do {
+            try await publisher.publish(
+                exchange: SubmitTaskCommand.exchange, routingKey: orphan.routingKey, body: MessageCodec.encode(orphan),
+                properties: AMQPProperties(correlationID: orphan.taskID.uuidString, replyTo: "reelay.replies.gone-\(UUID())"))
+        } catch {
+            await publisher.shutdown()
+            throw error
+        }
+        await publisher.shutdown()
+        try await eventually("the undeliverable refusal is kept as a row", timeout: .seconds(30), every: .milliseconds(200)) {
+            try await sendJSON("GET", system.gatewayURL + "/v1/tasks/\(orphan.taskID.uuidString.lowercased())", token: key).status == 200
+        }
+        let kept = try await sendJSON("GET", system.gatewayURL + "/v1/tasks/\(orphan.taskID.uuidString.lowercased())", token: key)
+        #expect(kept.json["status"].string == "rejected")
+        #expect(try await self.counted(system, user: user) == 1, "counted, then moved from the counter to the row")
+        let schedulerLog = String(decoding: FileManager.default.contents(atPath: scheduler.logPath) ?? Data(), as: UTF8.self)
+        #expect(schedulerLog.contains("verdict undeliverable; kept the refusal as a rejected row"))
+        #expect(try await self.statsRejected(system) == 3)
     }
 
     private func rows(_ system: RunningSystem, user: UUID) async throws -> Int? {
