@@ -343,6 +343,8 @@ public final class AMQPPublisher: Sendable {
                 if error.code == .channelClosed {
                     pending.channelFailures += 1
                 }
+                // Sent again: only a return of the new copy counts.
+                pending.returned = false
                 if pending.channelFailures >= Self.maximumChannelFailures {
                     state.pending[id] = nil
                     failed.append(pending)
