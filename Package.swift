@@ -155,7 +155,7 @@ let package = Package(
         .testTarget(
             name: "ReelayEndToEndTests",
             dependencies: [
-                "ReelayHTTPClient", "ReelayCore", "ReelayPostgres",
+                "ReelayHTTPClient", "ReelayCore", "ReelayPostgres", "ReelayAMQP", "ReelayMessaging",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -9,7 +9,7 @@ import ReelayStore
 let (configuration, logger) = Bootstrap.start(service: "dispatcher")
 let amqpURL = Bootstrap.require("dispatcher") { try AMQPURL(configuration.amqpURL) }
 let token = Bootstrap.require("dispatcher") { try configuration.requireReplicateToken() }
-let pool = PostgresPool(url: configuration.databaseURL, size: 8, name: "dispatcher", logger: logger)
+let pool = PostgresPool(configuration: configuration, size: 8, name: "dispatcher", logger: logger)
 let http = HTTPClient(threads: 8, connectTimeout: .seconds(5), userAgent: "reelay-dispatcher/1", logger: logger)
 let publisher = AMQPPublisher(url: amqpURL, topology: Topology.all, name: "dispatcher.publish", logger: logger)
 publisher.start()

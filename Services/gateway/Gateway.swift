@@ -95,10 +95,8 @@ struct Gateway: Sendable {
             throw CancellationError()
         } catch {
             logger.error("publish failed", metadata: ["amqp.routing_key": "\(message.routingKey)", "error": "\(error)"])
-            throw Problem(
-                .serviceUnavailable, title: "Broker unavailable",
-                detail: "Broker unavailable, try again in a few seconds (with the same Idempotency-Key, if you sent one).",
-                headers: [.retryAfter: "5"])
+            // A full queue (nack) or an unreachable broker: 503 either way, each with its own detail.
+            throw Problem.publishFailed(error)
         }
     }
 

@@ -15,11 +15,12 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             throw problem
         } catch let error as HTTPError {
             throw Self.problem(for: error, request: request)
+        } catch let error as PostgresPoolError {
+            context.logger.warning("database pool busy", metadata: ["error": "\(error)"])
+            throw Problem.databaseBusy(error)
         } catch let error as PostgresError {
             context.logger.error("database error", metadata: ["error": "\(error)", "pg.sqlstate": "\(error.sqlState ?? "-")"])
-            throw Problem(
-                .serviceUnavailable, title: "Database unavailable",
-                detail: "The database did not answer; try again in a few seconds.", headers: [.retryAfter: "5"])
+            throw Problem.database(error)
         } catch is CancellationError {
             throw Problem(.serviceUnavailable, title: "Shutting down", detail: "The gateway is stopping; try again.")
         } catch {

@@ -22,13 +22,16 @@ extension Gateway {
         try await self.takeSubmissionToken(user, logger: logger)
         let taskID = try await self.claimIdempotencyKey(submission, user: user)
 
+        let now = Date()
         let command = SubmitTaskCommand(
             taskID: taskID, userID: user.id, prompt: submission.prompt, inputImageURL: submission.inputImageURL,
-            inputJSON: submission.inputJSON, idempotencyKey: submission.idempotencyKey, submittedAt: Date())
+            inputJSON: submission.inputJSON, idempotencyKey: submission.idempotencyKey, submittedAt: now,
+            replyBy: now.addingTimeInterval(self.config.admissionTimeout.seconds))
         logger[metadataKey: "task.id"] = .string(TaskJSON.id(command.taskID))
         let correlationID = command.taskID.uuidString
-        // Registered before publishing: the verdict may overtake the publish confirm.
-        self.waiter.expect(correlationID)
+        // Registered before publishing: the verdict may overtake the publish confirm. With the command, so a rejection
+        // that arrives after the 202 below can still be stored for the client (VerdictWaiter).
+        self.waiter.expect(correlationID, submission: command)
         do {
             try await self.publish(
                 command, properties: AMQPProperties(correlationID: correlationID, replyTo: self.replyQueue), logger: logger)
@@ -65,16 +68,7 @@ extension Gateway {
             return JSONResponse.make(.accepted, body, headers: Self.location(verdict.taskID))
         case .rejected:
             logger.info("submission rejected", metadata: ["reason": "\(verdict.message ?? "-")"])
-            if verdict.httpStatus == 503 {
-                // The scheduler's message already says when to come back.
-                throw Problem(
-                    .serviceUnavailable, title: "Queue full",
-                    detail: Self.sentence(verdict.message ?? "The queue is full; try again in a few minutes"), headers: [.retryAfter: "30"])
-            }
-            throw Problem(
-                .tooManyRequests, title: "Too many active tasks",
-                detail: Self.sentence(verdict.message ?? "You have too many tasks in progress")
-                    + " Wait for one of them to finish, or cancel one (POST /v1/tasks/{id}/cancel), then submit again.")
+            throw Problem.admissionRefused(verdict)
         }
     }
 
@@ -118,12 +112,6 @@ extension Gateway {
                 ])
         }
         return claim.taskID
-    }
-
-    /// The text with a closing full stop, so a sentence can follow it.
-    private static func sentence(_ text: String) -> String {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        return [".", "!", "?"].contains(trimmed.last) ? trimmed : trimmed + "."
     }
 
     private static func location(_ id: UUID) -> HTTPFields {

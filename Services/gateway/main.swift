@@ -13,7 +13,7 @@ let (config, logger) = Bootstrap.start(service: "gateway")
 let amqpURL = Bootstrap.require("gateway") { try AMQPURL(config.amqpURL) }
 let storage = Bootstrap.require("gateway") { try FileStorage(directory: config.storageDirectory) }
 
-let pool = PostgresPool(url: config.databaseURL, size: 8, name: "gateway", logger: logger)
+let pool = PostgresPool(configuration: config, size: 8, name: "gateway", logger: logger)
 await SchemaCheck.refuseOldSchema(pool: pool, logger: logger)
 
 let publisher = AMQPPublisher(url: amqpURL, topology: Topology.all, name: "gateway", logger: logger)
@@ -22,7 +22,7 @@ let replyQueue = "reelay.replies.\(UUID().uuidString.lowercased())"
 let replies = AMQPConsumer(
     url: amqpURL, topology: Topology.withReplyQueue(replyQueue), queues: [replyQueue], prefetch: 100, name: "gateway.replies",
     logger: logger)
-let waiter = VerdictWaiter(logger: logger)
+let waiter = VerdictWaiter(logger: logger, onLateRejection: LateRejections.store(in: TaskStore(pool: pool), configuration: config))
 
 let gateway = Gateway(
     config: config, tasks: TaskStore(pool: pool), auth: Authenticator(users: UserStore(pool: pool), opsToken: config.queueProcessorToken),
@@ -47,7 +47,7 @@ try await ServiceRunner.run(
             await publisher.shutdown()
             await pool.shutdown()
         },
-        ConsumerService(consumer: replies, concurrency: 16, logger: logger) { waiter.handleReply($0) },
+        ConsumerService(consumer: replies, concurrency: 16, logger: logger) { try await waiter.handleReply($0) },
         app,
     ],
     logger: logger)

@@ -22,39 +22,64 @@ struct Scheduler: Sendable {
         self.store = store
         self.bus = bus
         self.logger = logger
-        self.admissions = AdmissionBatcher(store: store, limits: configuration.limits, model: configuration.replicateModel.identifier)
+        self.admissions = AdmissionBatcher(
+            store: store, limits: configuration.limits, model: configuration.replicateModel.identifier,
+            replyMargin: configuration.admissionReplyMargin)
         let pass = SchedulingPass(configuration: configuration, store: store, bus: bus, logger: logger)
         self.passes = PassTrigger(logger: logger) { try await pass.run() }
+    }
+
+    /// The reply for one admission result.
+    static func verdict(for result: AdmissionResult) -> AdmissionVerdict {
+        if result.duplicate {
+            return AdmissionVerdict(taskID: result.taskID, outcome: .duplicate, httpStatus: 202, message: nil, persisted: true)
+        }
+        if result.decision == .admit {
+            return AdmissionVerdict(taskID: result.taskID, outcome: .admitted, httpStatus: 202, message: nil, persisted: true)
+        }
+        return AdmissionVerdict(
+            taskID: result.taskID, outcome: .rejected, httpStatus: result.decision.httpStatus, message: result.decision.message,
+            reason: result.decision.refusalReason, persisted: result.stored)
     }
 
     /// How long a requested cancel may go unconfirmed before it is sent again.
     static let cancelResendAfter: Duration = .seconds(5)
 
     /// A submission from the gateway: admit (batched with its neighbours into one transaction), reply, fill slots.
+    /// A submission the database cannot store is answered with a 422 verdict on its own; its batch is admitted as usual.
     func handleSubmit(_ delivery: AMQPDelivery) async throws {
         let command = try delivery.decode(SubmitTaskCommand.self)
-        let result = try await self.admissions.admit(
-            Submission(
-                taskID: command.taskID, userID: command.userID, prompt: command.prompt, inputImageURL: command.inputImageURL,
-                inputJSON: command.inputJSON, idempotencyKey: command.idempotencyKey, submittedAt: command.submittedAt))
-        let verdict: AdmissionVerdict
-        if result.duplicate {
-            verdict = AdmissionVerdict(taskID: result.taskID, outcome: .duplicate, httpStatus: 202, message: nil)
-        } else if result.decision == .admit {
-            verdict = AdmissionVerdict(taskID: result.taskID, outcome: .admitted, httpStatus: 202, message: nil)
-        } else {
-            verdict = AdmissionVerdict(
-                taskID: result.taskID, outcome: .rejected, httpStatus: result.decision.httpStatus, message: result.decision.message)
+        let submission = Submission(
+            taskID: command.taskID, userID: command.userID, prompt: command.prompt, inputImageURL: command.inputImageURL,
+            inputJSON: command.inputJSON, idempotencyKey: command.idempotencyKey, submittedAt: command.submittedAt,
+            replyBy: command.replyBy)
+        let result = try await self.admissions.admit(submission)
+        let verdict = Self.verdict(for: result)
+        if case .invalid = result.decision {
+            self.logger.notice(
+                "submission refused as invalid data",
+                metadata: ["task.id": "\(result.taskID)", "user.id": "\(command.userID)", "reason": "\(result.decision.message ?? "-")"])
         }
         self.logger.debug(
-            "admission verdict", metadata: ["task.id": "\(result.taskID)", "verdict": "\(verdict.outcome.rawValue)"])
+            "admission verdict",
+            metadata: ["task.id": "\(result.taskID)", "verdict": "\(verdict.outcome.rawValue)", "persisted": "\(result.stored)"])
+        var replied = false
         if let replyTo = delivery.properties.replyTo {
             do {
                 try await self.bus.reply(verdict, to: replyTo, correlationID: delivery.properties.correlationID)
+                replied = true
             } catch {
-                // The gateway has answered "submitted" by now; the row is the truth and the user can read it.
+                // Its reply queue is gone (the gateway or the broker restarted) or the broker did not take it: the gateway
+                // answers (or answered) "submitted", and the row is how the user learns the outcome.
                 self.logger.warning("could not send the verdict", metadata: ["task.id": "\(result.taskID)", "error": "\(error)"])
             }
+        }
+        if !replied, verdict.outcome == .rejected, verdict.persisted == false {
+            // A refusal only counted, whose verdict nobody will read: keep it as a row after all.
+            _ = try await self.store.keepLateRejection(
+                submission, reason: verdict.reason ?? "invalid", message: verdict.message ?? "Refused by the scheduler",
+                model: self.configuration.replicateModel.identifier)
+            self.logger.notice("verdict undeliverable; kept the refusal as a rejected row", metadata: ["task.id": "\(result.taskID)"])
         }
         if verdict.outcome == .admitted {
             await self.passes.trigger()
@@ -165,14 +190,16 @@ actor AdmissionBatcher {
     private let store: TaskStore
     private let limits: AdmissionLimits
     private let model: String
+    private let replyMargin: Duration
     private var waiting: [(Submission, CheckedContinuation<AdmissionResult, any Error>)] = []
     private var flushing = false
     private static let maxBatch = 200
 
-    init(store: TaskStore, limits: AdmissionLimits, model: String) {
+    init(store: TaskStore, limits: AdmissionLimits, model: String, replyMargin: Duration) {
         self.store = store
         self.limits = limits
         self.model = model
+        self.replyMargin = replyMargin
     }
 
     func admit(_ submission: Submission) async throws -> AdmissionResult {
@@ -190,7 +217,10 @@ actor AdmissionBatcher {
             let batch = Array(self.waiting.prefix(Self.maxBatch))
             self.waiting.removeFirst(batch.count)
             do {
-                let results = try await self.store.admit(batch.map(\.0), limits: self.limits, model: self.model)
+                // A submission the database refuses fails alone inside `admit`; an error here is the batch's (the database
+                // is down), and every message of it waits in a delay queue.
+                let results = try await self.store.admit(
+                    batch.map(\.0), limits: self.limits, model: self.model, replyMargin: self.replyMargin)
                 for ((_, continuation), result) in zip(batch, results) {
                     continuation.resume(returning: result)
                 }

@@ -7,7 +7,7 @@ import ReelayStore
 // scheduler: admission, priority, slots, retries-due, leases and reconciliation sweeps.
 let (configuration, logger) = Bootstrap.start(service: "scheduler")
 let amqpURL = Bootstrap.require("scheduler") { try AMQPURL(configuration.amqpURL) }
-let pool = PostgresPool(url: configuration.databaseURL, size: 6, name: "scheduler", logger: logger)
+let pool = PostgresPool(configuration: configuration, size: 6, name: "scheduler", logger: logger)
 let publisher = AMQPPublisher(url: amqpURL, topology: Topology.all, name: "scheduler.publish", logger: logger)
 publisher.start()
 let redelivery = Redelivery(publisher: publisher)

@@ -13,7 +13,7 @@ let amqpURL = Bootstrap.require("webhook") { try AMQPURL(configuration.amqpURL) 
 let secret = Bootstrap.require("webhook") { try configuration.requireWebhookSecret() }
 let verifier = Bootstrap.require("webhook") { try StandardWebhook(secret: secret) }
 let storage = Bootstrap.require("webhook") { try FileStorage(directory: configuration.storageDirectory) }
-let pool = PostgresPool(url: configuration.databaseURL, size: 6, name: "webhook", logger: logger)
+let pool = PostgresPool(configuration: configuration, size: 6, name: "webhook", logger: logger)
 let http = HTTPClient(threads: 4, connectTimeout: .seconds(10), userAgent: "reelay-webhook/1", logger: logger)
 let publisher = AMQPPublisher(url: amqpURL, topology: Topology.all, name: "webhook.publish", logger: logger)
 publisher.start()

@@ -10,6 +10,8 @@ import Darwin
 enum AMQPFrame {
     case ack(tag: UInt64, multiple: Bool)
     case nack(tag: UInt64, multiple: Bool)
+    /// A mandatory publish reached no queue (basic.return, read with its content); its headers identify it.
+    case returned(headers: [String: String])
     /// The broker closed channel 1 (close-ok already sent); the connection itself can still be closed politely.
     case channelClosed(AMQPError)
     /// The broker closed the connection (close-ok already sent).
@@ -124,8 +126,16 @@ final class AMQPConnection {
     // MARK: Topology and setup
 
     /// Declares exchanges (durable), queues (with their arguments) and bindings.
+    ///
+    /// A queue that already exists with another length limit (`x-max-length`, `x-max-length-bytes`) than the one asked
+    /// for, typically declared by an older version before the limit existed, makes the broker close the channel with 406
+    /// PRECONDITION_FAILED. That one mismatch is tolerated on purpose: the channel is reopened, the queue is checked to
+    /// exist (passively) and keeps its own arguments, and the mismatch is returned for the caller to log with the
+    /// migration step (a policy; deploy/README.md). Any other mismatch still fails the declaration.
     /// - Parameter includeExclusive: false for publishers: an exclusive queue belongs to the consumer connection declaring it.
-    func declare(_ topology: AMQPTopology, includeExclusive: Bool) throws {
+    /// - Returns: the tolerated length-limit mismatches.
+    @discardableResult
+    func declare(_ topology: AMQPTopology, includeExclusive: Bool) throws -> [AMQPLimitMismatch] {
         let arena = CArena()
         let empty = amqp_table_t(num_entries: 0, entries: nil)
         for exchange in topology.exchanges {
@@ -134,6 +144,7 @@ final class AMQPConnection {
             try self.checkReply(doing: "declare exchange \(exchange.name)")
         }
         var skipped: Set<String> = []
+        var mismatches: [AMQPLimitMismatch] = []
         for queue in topology.queues {
             if queue.exclusive && !includeExclusive {
                 skipped.insert(queue.name)
@@ -142,7 +153,15 @@ final class AMQPConnection {
             _ = amqp_queue_declare(
                 self.state, Self.channel, arena.bytes(queue.name), 0, queue.durable ? 1 : 0, queue.exclusive ? 1 : 0,
                 queue.autoDelete ? 1 : 0, arena.table(queue.arguments))
-            try self.checkReply(doing: "declare queue \(queue.name)")
+            do {
+                try self.checkReply(doing: "declare queue \(queue.name)")
+            } catch let error as AMQPError {
+                guard let mismatch = AMQPLimitMismatch(error, queue: queue) else { throw error }
+                try self.reopenChannel()
+                _ = amqp_queue_declare(self.state, Self.channel, arena.bytes(queue.name), 1, 0, 0, 0, empty)
+                try self.checkReply(doing: "inspect queue \(queue.name)")
+                mismatches.append(mismatch)
+            }
         }
         for binding in topology.bindings where !skipped.contains(binding.queue) {
             _ = amqp_queue_bind(
@@ -150,6 +169,14 @@ final class AMQPConnection {
                 empty)
             try self.checkReply(doing: "bind queue \(binding.queue) to \(binding.exchange)")
         }
+        return mismatches
+    }
+
+    /// Opens channel 1 again after the broker closed it (close-ok already sent).
+    private func reopenChannel() throws {
+        _ = amqp_channel_open(self.state, Self.channel)
+        try self.checkReply(doing: "reopen the channel")
+        self.channelOpen = true
     }
 
     /// Puts channel 1 in publisher-confirm mode; publishes are then numbered from 1.
@@ -205,8 +232,9 @@ final class AMQPConnection {
 
     // MARK: Messages
 
-    /// Sends one message (no mandatory flag); the confirm arrives later as an `AMQPFrame.ack` / `.nack`.
-    func publish(exchange: String, routingKey: String, body: [UInt8], properties: AMQPProperties) throws {
+    /// Sends one message; the confirm arrives later as an `AMQPFrame.ack` / `.nack`. A `mandatory` message that no queue
+    /// takes comes back first as `AMQPFrame.returned`.
+    func publish(exchange: String, routingKey: String, body: [UInt8], properties: AMQPProperties, mandatory: Bool = false) throws {
         let arena = CArena()
         var basicProperties = arena.basicProperties(properties)
         let exchangeBytes = arena.bytes(exchange)
@@ -214,7 +242,8 @@ final class AMQPConnection {
         let status = body.withUnsafeBytes { raw in
             // The library writes the body frames before returning, so lending the array's storage is enough.
             let bodyBytes = amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress))
-            return amqp_basic_publish(self.state, Self.channel, exchangeBytes, routingKeyBytes, 0, 0, &basicProperties, bodyBytes)
+            return amqp_basic_publish(
+                self.state, Self.channel, exchangeBytes, routingKeyBytes, mandatory ? 1 : 0, 0, &basicProperties, bodyBytes)
         }
         try self.checkStatus(status, doing: "publish")
     }
@@ -311,6 +340,15 @@ final class AMQPConnection {
         case AMQP_BASIC_NACK_METHOD:
             let nack = decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
             return .nack(tag: nack.delivery_tag, multiple: nack.multiple != 0)
+        case AMQP_BASIC_RETURN_METHOD:
+            // The returned message's header and body frames follow at once; read them so the next frame is a method.
+            var message = amqp_message_t()
+            let reply = amqp_read_message(self.state, Self.channel, &message, 0)
+            guard reply.reply_type == AMQP_RESPONSE_NORMAL else {
+                return .returned(headers: [:])
+            }
+            defer { amqp_destroy_message(&message) }
+            return .returned(headers: AMQPProperties(copying: message.properties).headers)
         case AMQP_BASIC_CANCEL_METHOD:
             let cancel = decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
             return .consumerCancelled(tag: cancel.consumer_tag.string)

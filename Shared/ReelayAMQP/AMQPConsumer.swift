@@ -214,7 +214,9 @@ public final class AMQPConsumer: Sendable {
             let connection = try AMQPConnection(url: self.url, name: self.name, heartbeat: self.heartbeat)
             var tags: [String: String] = [:]
             do {
-                try connection.declare(self.topology, includeExclusive: true)
+                for mismatch in try connection.declare(self.topology, includeExclusive: true) {
+                    mismatch.log(to: self.logger)
+                }
                 try connection.qos(prefetch: self.prefetch)
                 for (index, queue) in self.queues.enumerated() where !self.intakeStopped {
                     let tag = "\(self.name).\(index)"

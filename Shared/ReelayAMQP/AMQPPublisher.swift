@@ -22,6 +22,8 @@ public final class AMQPPublisher: Sendable {
     static let maximumChannelFailures = 3
     /// Publishes sent per loop turn before the thread reads confirms and heartbeats again.
     static let batchSize = 256
+    /// The header naming a mandatory publish, so its basic.return can be matched to it.
+    static let publishIDHeader = "x-reelay-publish-id"
 
     /// Creates a publisher; nothing connects until `start()`.
     /// - Parameter name: names the thread, the broker-side connection and the `amqp.connection` log metadata.
@@ -73,20 +75,28 @@ public final class AMQPPublisher: Sendable {
     /// the connection drops is republished on the new connection (at-least-once).
     ///
     /// - Throws: `AMQPError` `.nacked` on basic.nack, `.shutdown` after shutdown, `.timeout` if not confirmed within
-    ///   `timeout`, `.channelClosed` if the broker keeps closing the channel over this message; `CancellationError` when
-    ///   the calling task is cancelled (the message may still be delivered).
+    ///   `timeout`, `.channelClosed` if the broker keeps closing the channel over this message, `.returned` if it is
+    ///   `mandatory` and no queue took it; `CancellationError` when the calling task is cancelled (the message may still
+    ///   be delivered).
     ///   Publishes made before `start()` wait for it: the connection thread is also what enforces `timeout`.
+    /// - Parameter mandatory: the broker returns the message when no queue takes it (a reply queue that is gone), and
+    ///   the publish fails with `.returned` instead of succeeding silently.
     public func publish(
         exchange: String, routingKey: String, body: [UInt8], properties: AMQPProperties = AMQPProperties(),
-        timeout: Duration = .seconds(30)
+        timeout: Duration = .seconds(30), mandatory: Bool = false
     ) async throws {
-        let message = Message(exchange: exchange, routingKey: routingKey, body: body, properties: properties)
         let deadline = ContinuousClock.now.advanced(by: timeout)
         let id = self.state.withLockedValue { state in
             state.nextID += 1
             state.unregistered[state.nextID] = false
             return state.nextID
         }
+        var properties = properties
+        if mandatory {
+            // A returned message is matched to its publish by this header (basic.return carries no delivery tag).
+            properties.headers[Self.publishIDHeader] = String(id)
+        }
+        let message = Message(exchange: exchange, routingKey: routingKey, body: body, properties: properties, mandatory: mandatory)
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let refusal: (any Error)? = self.state.withLockedValue { state in
@@ -228,7 +238,9 @@ public final class AMQPPublisher: Sendable {
         do {
             let connection = try AMQPConnection(url: self.url, name: self.name, heartbeat: self.heartbeat)
             do {
-                try connection.declare(self.topology, includeExclusive: false)
+                for mismatch in try connection.declare(self.topology, includeExclusive: false) {
+                    mismatch.log(to: self.logger)
+                }
                 try connection.confirmSelect()
             } catch {
                 connection.close()
@@ -270,7 +282,8 @@ public final class AMQPPublisher: Sendable {
         for (index, (id, message)) in batch.enumerated() {
             do {
                 try connection.publish(
-                    exchange: message.exchange, routingKey: message.routingKey, body: message.body, properties: message.properties)
+                    exchange: message.exchange, routingKey: message.routingKey, body: message.body, properties: message.properties,
+                    mandatory: message.mandatory)
                 loop.tracker.published(id: id)
             } catch {
                 // Unsent messages go back to the front, before anything queued since, to keep publish order.
@@ -288,7 +301,19 @@ public final class AMQPPublisher: Sendable {
             let ids = loop.tracker.settle(tag: tag, multiple: multiple)
             let settled = self.state.withLockedValue { state in ids.compactMap { state.pending.removeValue(forKey: $0) } }
             for pending in settled {
-                pending.continuation.resume()
+                if pending.returned {
+                    // The broker confirms an unroutable message too, after returning it.
+                    pending.continuation.resume(
+                        throwing: AMQPError(
+                            code: .returned,
+                            description: "no queue took the message (basic.return to \(pending.message.routingKey))"))
+                } else {
+                    pending.continuation.resume()
+                }
+            }
+        case .returned(let headers):
+            if let id = headers[Self.publishIDHeader].flatMap(UInt64.init) {
+                self.state.withLockedValue { state in state.pending[id]?.returned = true }
             }
         case .nack(let tag, let multiple):
             let ids = loop.tracker.settle(tag: tag, multiple: multiple)
@@ -318,6 +343,8 @@ public final class AMQPPublisher: Sendable {
                 if error.code == .channelClosed {
                     pending.channelFailures += 1
                 }
+                // Sent again: only a return of the new copy counts.
+                pending.returned = false
                 if pending.channelFailures >= Self.maximumChannelFailures {
                     state.pending[id] = nil
                     failed.append(pending)
@@ -348,6 +375,7 @@ extension AMQPPublisher {
         var routingKey: String
         var body: [UInt8]
         var properties: AMQPProperties
+        var mandatory = false
     }
 
     struct Pending: Sendable {
@@ -355,6 +383,8 @@ extension AMQPPublisher {
         var continuation: CheckedContinuation<Void, any Error>
         var deadline: ContinuousClock.Instant
         var channelFailures = 0
+        /// The broker returned it (mandatory, no queue took it); its ack then fails the publish with `.returned`.
+        var returned = false
     }
 
     enum Lifecycle: Sendable {

@@ -1,3 +1,5 @@
+import Logging
+
 /// The kind of an exchange.
 public enum AMQPExchangeType: String, Sendable {
     case direct, topic, fanout
@@ -119,6 +121,8 @@ public struct AMQPError: Error, Sendable, CustomStringConvertible {
         case connectionClosed
         /// The broker answered a publish with basic.nack.
         case nacked
+        /// A mandatory publish reached no queue (basic.return): e.g. a reply queue that no longer exists.
+        case returned
         /// The client was shut down.
         case shutdown
         /// Not done within the allowed time.
@@ -161,5 +165,47 @@ public struct AMQPDelivery: Sendable {
         self.properties = properties
         self.deliveryTag = deliveryTag
         self.generation = generation
+    }
+}
+
+/// A queue that exists on the broker with another length limit than the topology declares (406 PRECONDITION_FAILED on
+/// `x-max-length` or `x-max-length-bytes`): usually a queue declared by an older version, before the limit existed.
+/// `AMQPConnection.declare` tolerates it, keeps the existing queue, and returns this so the caller can say what to do.
+public struct AMQPLimitMismatch: Sendable, Equatable, CustomStringConvertible {
+    /// The arguments whose mismatch is tolerated: limits only; the queue works the same without them.
+    static let limitArguments = ["x-max-length", "x-max-length-bytes"]
+
+    public var queue: String
+    public var argument: String
+    /// The value this version declares.
+    public var wanted: String
+
+    init?(_ error: AMQPError, queue: AMQPQueue) {
+        guard error.code == .channelClosed, error.description.contains("406") else { return nil }
+        guard
+            let argument = Self.limitArguments.first(where: { error.description.contains("inequivalent arg '\($0)'") }),
+            let wanted = queue.arguments[argument]
+        else { return nil }
+        self.queue = queue.name
+        self.argument = argument
+        switch wanted {
+        case .int(let value): self.wanted = String(value)
+        case .string(let value): self.wanted = value
+        case .bool(let value): self.wanted = String(value)
+        }
+    }
+
+    public var description: String {
+        "queue \(self.queue) exists with another \(self.argument) than this version declares (\(self.wanted))"
+    }
+
+    /// Logs the mismatch once per connect, with what to do about it.
+    func log(to logger: Logger) {
+        logger.error(
+            """
+            a queue exists with another length limit than this version declares; it keeps its old arguments (and works), \
+            but the new limit is not in force until applied as a policy: see deploy/README.md, 'Queue length limits'
+            """,
+            metadata: ["amqp.queue": .string(self.queue), "amqp.argument": .string(self.argument), "amqp.wanted": .string(self.wanted)])
     }
 }

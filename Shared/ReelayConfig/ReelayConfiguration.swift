@@ -91,6 +91,15 @@ public struct ReelayConfiguration: Sendable {
 
     /// The shortest QUEUE_PROCESSOR_TOKEN accepted: a guessable ops token opens every task to whoever guesses it.
     public static let minimumOpsTokenLength = 32
+    /// DATABASE_POOL_ACQUIRE_TIMEOUT_MS (5000): the longest a database checkout waits for a busy pool; then the request
+    /// fails (503 with Retry-After at the HTTP edge) instead of queueing behind a slow database.
+    public var databasePoolAcquireTimeout: Duration = .seconds(5)
+    /// DATABASE_POOL_MAX_WAITERS (1000): the most database checkouts waiting at once per pool; more fail at once.
+    public var databasePoolMaxWaiters: Int = 1000
+    /// ADMISSION_REPLY_MARGIN_MS (500): a refusal decided later than the gateway's reply deadline minus this margin is
+    /// stored as a `rejected` row, because the gateway may already have answered 202 "submitted". Covers the commit, the
+    /// way back to the gateway and clock skew between hosts.
+    public var admissionReplyMargin: Duration = .milliseconds(500)
 
     /// The admission limits from MAX_USER_ACTIVE_TASKS and MAX_QUEUE_SIZE.
     public var limits: AdmissionLimits {
@@ -119,6 +128,7 @@ public struct ReelayConfiguration: Sendable {
         "RETRY_BASE_MS", "RETRY_CAP_MS",
         "OUTPUT_ALLOWED_HOST_SUFFIXES", "OUTPUT_TRUSTED_ORIGINS", "OUTPUT_MAX_BYTES",
         "PUBLIC_BASE_URL", "ALLOW_LOCAL_IMAGE_URLS", "SUBMIT_RATE_PER_MIN", "SUBMIT_BURST", "HTTP_IDLE_TIMEOUT_MS", "HTTP_READ_TIMEOUT_MS",
+        "RETRY_BASE_MS", "RETRY_CAP_MS", "DATABASE_POOL_ACQUIRE_TIMEOUT_MS", "DATABASE_POOL_MAX_WAITERS", "ADMISSION_REPLY_MARGIN_MS",
     ]
 
     static let defaultAllowedInputKeys =
@@ -194,6 +204,9 @@ public struct ReelayConfiguration: Sendable {
         }
 
         let replicateTimeoutMS = try reader.integer("REPLICATE_HTTP_TIMEOUT_MS", default: 30_000, minimum: 100)
+        let acquireTimeoutMS = try reader.integer("DATABASE_POOL_ACQUIRE_TIMEOUT_MS", default: 5000, minimum: 1)
+        let maxWaiters = try reader.integer("DATABASE_POOL_MAX_WAITERS", default: 1000, minimum: 0)
+        let replyMarginMS = try reader.integer("ADMISSION_REPLY_MARGIN_MS", default: 500, minimum: 0)
 
         var configuration = ReelayConfiguration(
             databaseURL: databaseURL, amqpURL: amqpURL, replicateAPIToken: replicateAPIToken,
@@ -207,6 +220,9 @@ public struct ReelayConfiguration: Sendable {
             dispatchLease: .seconds(leaseSeconds), processingReconcileAfter: .seconds(reconcileSeconds),
             schedulerTick: .milliseconds(tickMS), retryBackoff: Backoff(base: .milliseconds(retryBaseMS), cap: .milliseconds(retryCapMS)))
         configuration.replicateTimeout = .milliseconds(replicateTimeoutMS)
+        configuration.databasePoolAcquireTimeout = .milliseconds(acquireTimeoutMS)
+        configuration.databasePoolMaxWaiters = maxWaiters
+        configuration.admissionReplyMargin = .milliseconds(replyMarginMS)
         if reader.string("HEALTH_PORT") != nil {
             configuration.healthPort = try reader.integer("HEALTH_PORT", default: 0, minimum: 1, maximum: 65535)
         }
@@ -316,6 +332,9 @@ public struct ReelayConfiguration: Sendable {
             "SUBMIT_BURST": String(self.submitBurst),
             "HTTP_IDLE_TIMEOUT_MS": String(Self.milliseconds(self.httpIdleTimeout)),
             "HTTP_READ_TIMEOUT_MS": String(Self.milliseconds(self.httpReadTimeout)),
+            "DATABASE_POOL_ACQUIRE_TIMEOUT_MS": String(Self.milliseconds(self.databasePoolAcquireTimeout)),
+            "DATABASE_POOL_MAX_WAITERS": String(self.databasePoolMaxWaiters),
+            "ADMISSION_REPLY_MARGIN_MS": String(Self.milliseconds(self.admissionReplyMargin)),
         ]
     }
 

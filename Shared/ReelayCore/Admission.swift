@@ -1,3 +1,5 @@
+import Foundation
+
 /// The two admission limits (ARCHITECTURE.md "Admission").
 public struct AdmissionLimits: Sendable, Equatable {
     /// Most pending + dispatching + processing tasks one user may have (`MAX_USER_ACTIVE_TASKS`).
@@ -18,6 +20,9 @@ public enum AdmissionDecision: Sendable, Equatable {
     case userLimit(limit: Int)
     /// The queue already holds `limit` pending tasks.
     case queueFull(limit: Int)
+    /// The submission itself cannot be stored (the database refused its data, or its user does not exist): sending it
+    /// again unchanged never helps. `reason` says what is wrong and what to do, for the user.
+    case invalid(reason: String)
 
     /// The reason shown to the user; nil for `admit`.
     public var message: String? {
@@ -28,15 +33,29 @@ public enum AdmissionDecision: Sendable, Equatable {
             return "You can only have \(limit) video tasks in progress at once"
         case .queueFull(let limit):
             return "The queue is full (\(limit) tasks waiting); try again in a few minutes"
+        case .invalid(let reason):
+            return "The submission cannot be accepted: \(reason)"
         }
     }
 
-    /// The HTTP status the gateway answers with: 202, 429 (the user can act), 503 (the service is saturated).
+    /// The HTTP status the gateway answers with: 202, 429 (the user can act), 503 (the service is saturated), 422 (the
+    /// submission must change).
     public var httpStatus: Int {
         switch self {
         case .admit: 202
         case .userLimit: 429
         case .queueFull: 503
+        case .invalid: 422
+        }
+    }
+
+    /// The refusal counter's key for this decision ("user_limit", "queue_full", "invalid"); nil for `admit`.
+    public var refusalReason: String? {
+        switch self {
+        case .admit: nil
+        case .userLimit: "user_limit"
+        case .queueFull: "queue_full"
+        case .invalid: "invalid"
         }
     }
 }
@@ -54,6 +73,47 @@ public enum Admission {
             return .queueFull(limit: limits.maxQueueSize)
         }
         return .admit
+    }
+
+    /// Whether a refusal decided at `decidedAt` must be kept as a `rejected` row rather than only counted: when the
+    /// gateway may already have answered 202 "submitted" (it waits until `replyBy` for the verdict), the user can only
+    /// learn the outcome by reading the task. `margin` covers the commit, the way back to the gateway and clock skew.
+    /// Without a deadline (a command from an older gateway) the row is always kept.
+    public static func mustKeepRefusal(replyBy: Date?, decidedAt: Date, margin: Duration) -> Bool {
+        guard let replyBy else { return true }
+        return decidedAt >= replyBy.addingTimeInterval(-margin.timeInterval)
+    }
+
+    /// What to tell a user whose submission the database refused as data (SQLSTATE class 22, 23 or 54): what was wrong and
+    /// what to do. Never the server's own text, which may quote values or name the schema.
+    public static func invalidReason(sqlState: String?) -> String {
+        switch sqlState {
+        case "22021", "22P05":
+            return "it contains a NUL character (\\u0000), which cannot be stored; remove it from the prompt, the image URL "
+                + "and the input values, then submit again"
+        case "22001", "54000":
+            return "a value is too long to store; shorten the prompt, the input values or the Idempotency-Key, then submit again"
+        case "22003":
+            return "a number in the input is out of range; use a smaller value, then submit again"
+        case "22P02", "22007", "22008", "22023":
+            return "a value has a form that cannot be stored; check the input values, then submit again"
+        case let state? where state.hasPrefix("23"):
+            return "it conflicts with stored data (for example a reused Idempotency-Key); submit it with a new Idempotency-Key"
+        default:
+            return "a value cannot be stored; check the prompt and the input values, then submit again"
+        }
+    }
+
+    /// The reason given when the submitting user does not exist (any more).
+    public static let unknownUserReason =
+        "the submitting user is not known (its API key may have been removed); ask an operator for a new key"
+}
+
+extension Duration {
+    /// Seconds as a `TimeInterval`, for `Date` arithmetic.
+    var timeInterval: Double {
+        let (seconds, attoseconds) = self.components
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }
 

@@ -20,10 +20,13 @@ public struct MessageBus: Sendable {
     }
 
     /// Sends a verdict straight to a reply queue (the default exchange routes by queue name).
+    /// - Throws: `AMQPError` `.returned` when the reply queue no longer exists (its gateway restarted, or the broker did
+    ///   and the gateway has not declared it again yet): nobody will read the verdict.
     public func reply(_ verdict: AdmissionVerdict, to queue: String, correlationID: String?) async throws {
         var properties = AMQPProperties()
         properties.correlationID = correlationID
         properties.persistent = false
-        try await self.publisher.publish(exchange: "", routingKey: queue, body: MessageCodec.encode(verdict), properties: properties)
+        try await self.publisher.publish(
+            exchange: "", routingKey: queue, body: MessageCodec.encode(verdict), properties: properties, mandatory: true)
     }
 }

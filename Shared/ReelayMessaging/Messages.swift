@@ -24,10 +24,14 @@ public struct SubmitTaskCommand: BusMessage, Equatable {
     public var inputJSON: String?
     public var idempotencyKey: String?
     public var submittedAt: Date
+    /// When the gateway stops waiting for the verdict and answers 202 "submitted" instead. A refusal decided close to or
+    /// after it is kept as a `rejected` row (the user can only read it there); one decided well before only counts.
+    /// nil from gateways older than the field: every refusal is kept.
+    public var replyBy: Date?
 
     public init(
         taskID: UUID, userID: UUID, prompt: String, inputImageURL: String, inputJSON: String?, idempotencyKey: String?,
-        submittedAt: Date
+        submittedAt: Date, replyBy: Date? = nil
     ) {
         self.taskID = taskID
         self.userID = userID
@@ -36,6 +40,7 @@ public struct SubmitTaskCommand: BusMessage, Equatable {
         self.inputJSON = inputJSON
         self.idempotencyKey = idempotencyKey
         self.submittedAt = submittedAt
+        self.replyBy = replyBy
     }
 }
 
@@ -46,21 +51,29 @@ public struct AdmissionVerdict: Codable, Sendable, Equatable {
         case admitted
         /// The idempotency key (or task id) was seen before: `taskID` is the existing task.
         case duplicate
-        /// Refused under a limit; nothing persisted.
+        /// Refused: under a limit (429, 503) or as invalid data (422). Kept as a `rejected` row only when `persisted`.
         case rejected
     }
     public var v = 1
     public var taskID: UUID
     public var outcome: Outcome
-    /// 202 for admitted/duplicate, 429/503 for rejected.
+    /// 202 for admitted/duplicate; 429 (user limit), 503 (queue full) or 422 (the submission cannot be stored) for rejected.
     public var httpStatus: Int
     public var message: String?
+    /// For a rejection, the refusal counter's reason (`AdmissionDecision.refusalReason`): "user_limit", "queue_full",
+    /// "invalid". nil from older schedulers.
+    public var reason: String?
+    /// Whether a row exists for `taskID` (always for admitted and duplicate). A rejection decided well before the
+    /// gateway's deadline is only counted, not stored. nil from older schedulers, which stored every rejection.
+    public var persisted: Bool?
 
-    public init(taskID: UUID, outcome: Outcome, httpStatus: Int, message: String?) {
+    public init(taskID: UUID, outcome: Outcome, httpStatus: Int, message: String?, reason: String? = nil, persisted: Bool? = nil) {
         self.taskID = taskID
         self.outcome = outcome
         self.httpStatus = httpStatus
         self.message = message
+        self.reason = reason
+        self.persisted = persisted
     }
 }
 

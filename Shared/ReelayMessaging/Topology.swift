@@ -34,15 +34,34 @@ public enum Topology {
     /// A message redelivered this many times is dead-lettered instead of looping forever.
     public static let deliveryLimit: Int64 = 20
 
-    private static func workQueue(_ name: String) -> AMQPQueue {
-        .quorum(
-            name,
-            arguments: [
-                "x-dead-letter-exchange": .string(Self.deadExchange),
-                "x-dead-letter-strategy": .string("at-least-once"),
-                "x-overflow": .string("reject-publish"),
-                "x-delivery-limit": .int(Self.deliveryLimit),
-            ])
+    /// The length limits (`x-max-length`) of the queues the outside world fills through the gateway. With
+    /// `x-overflow=reject-publish` a publish beyond the limit is refused (basic.nack) and the gateway answers 503
+    /// "Queue full", so a flood or a scheduler outage cannot grow the broker's memory and disk without bound.
+    ///
+    /// (A quorum queue takes one message beyond the limit before it refuses, and may overshoot a little under concurrent
+    /// publishers: RabbitMQ's documented behaviour.)
+    ///
+    /// Generous on purpose: the scheduler keeps the submit queue near empty (it admits up to 200 per transaction), and
+    /// MAX_QUEUE_SIZE bounds the tasks waiting in PostgreSQL (1000 by default), so 10 000 queued submissions mean the
+    /// scheduler is down or far behind. The internal queues (dispatch, completions, events) have no limit: their
+    /// producers are Reelay's own services, bounded by the tasks that exist, and a refused internal publish would only
+    /// turn into retries. A constant rather than a setting, because a queue's arguments cannot change once declared
+    /// (see `AMQPLimitMismatch` and deploy/README.md for brokers that already have the queues).
+    public static let maxLength: [String: Int64] = [Queue.submit: 10_000, Queue.control: 10_000]
+
+    /// A work queue: quorum, dead-lettered at least once, refusing publishes when full.
+    /// - Parameter maxLength: its length limit; nil for none.
+    public static func workQueue(_ name: String, maxLength: Int64?) -> AMQPQueue {
+        var arguments: [String: AMQPArgument] = [
+            "x-dead-letter-exchange": .string(Self.deadExchange),
+            "x-dead-letter-strategy": .string("at-least-once"),
+            "x-overflow": .string("reject-publish"),
+            "x-delivery-limit": .int(Self.deliveryLimit),
+        ]
+        if let maxLength {
+            arguments["x-max-length"] = .int(maxLength)
+        }
+        return .quorum(name, arguments: arguments)
     }
 
     /// Delays before a failed message is tried again: the n-th retry waits `delays[min(n, count - 1)]`.
@@ -78,31 +97,37 @@ public enum Topology {
     }
 
     /// The whole topology; every connection declares it (idempotently) so start order never matters.
-    public static let all = AMQPTopology(
-        exchanges: [
-            AMQPExchange(name: Self.commandsExchange, type: .direct),
-            AMQPExchange(name: Self.eventsExchange, type: .topic),
-            AMQPExchange(name: Self.deadExchange, type: .fanout),
-        ],
-        queues: [
-            Self.workQueue(Queue.submit),
-            Self.workQueue(Queue.control),
-            Self.workQueue(Queue.dispatch),
-            Self.workQueue(Queue.completions),
-            Self.workQueue(Queue.schedulerEvents),
-            .quorum(Queue.dead),
-        ] + Self.delayQueues,
-        bindings: [
-            AMQPBinding(queue: Queue.submit, exchange: Self.commandsExchange, routingKey: RoutingKey.submit),
-            AMQPBinding(queue: Queue.control, exchange: Self.commandsExchange, routingKey: RoutingKey.cancel),
-            AMQPBinding(queue: Queue.dispatch, exchange: Self.commandsExchange, routingKey: RoutingKey.predictionCreate),
-            AMQPBinding(queue: Queue.dispatch, exchange: Self.commandsExchange, routingKey: RoutingKey.predictionCancel),
-            AMQPBinding(queue: Queue.dispatch, exchange: Self.commandsExchange, routingKey: RoutingKey.predictionGet),
-            AMQPBinding(queue: Queue.completions, exchange: Self.commandsExchange, routingKey: RoutingKey.predictionCompleted),
-            AMQPBinding(queue: Queue.schedulerEvents, exchange: Self.eventsExchange, routingKey: RoutingKey.allEvents),
-            AMQPBinding(queue: Queue.dead, exchange: Self.deadExchange, routingKey: ""),
-        ]
-    )
+    public static let all = Self.make(maxLength: Self.maxLength)
+
+    /// The topology with other length limits (tests declare tiny ones in a vhost of their own; `[:]` is the topology of
+    /// versions before the limits).
+    public static func make(maxLength: [String: Int64]) -> AMQPTopology {
+        AMQPTopology(
+            exchanges: [
+                AMQPExchange(name: Self.commandsExchange, type: .direct),
+                AMQPExchange(name: Self.eventsExchange, type: .topic),
+                AMQPExchange(name: Self.deadExchange, type: .fanout),
+            ],
+            queues: [
+                Self.workQueue(Queue.submit, maxLength: maxLength[Queue.submit]),
+                Self.workQueue(Queue.control, maxLength: maxLength[Queue.control]),
+                Self.workQueue(Queue.dispatch, maxLength: maxLength[Queue.dispatch]),
+                Self.workQueue(Queue.completions, maxLength: maxLength[Queue.completions]),
+                Self.workQueue(Queue.schedulerEvents, maxLength: maxLength[Queue.schedulerEvents]),
+                .quorum(Queue.dead),
+            ] + Self.delayQueues,
+            bindings: [
+                AMQPBinding(queue: Queue.submit, exchange: Self.commandsExchange, routingKey: RoutingKey.submit),
+                AMQPBinding(queue: Queue.control, exchange: Self.commandsExchange, routingKey: RoutingKey.cancel),
+                AMQPBinding(queue: Queue.dispatch, exchange: Self.commandsExchange, routingKey: RoutingKey.predictionCreate),
+                AMQPBinding(queue: Queue.dispatch, exchange: Self.commandsExchange, routingKey: RoutingKey.predictionCancel),
+                AMQPBinding(queue: Queue.dispatch, exchange: Self.commandsExchange, routingKey: RoutingKey.predictionGet),
+                AMQPBinding(queue: Queue.completions, exchange: Self.commandsExchange, routingKey: RoutingKey.predictionCompleted),
+                AMQPBinding(queue: Queue.schedulerEvents, exchange: Self.eventsExchange, routingKey: RoutingKey.allEvents),
+                AMQPBinding(queue: Queue.dead, exchange: Self.deadExchange, routingKey: ""),
+            ]
+        )
+    }
 
     /// The topology plus a process-private reply queue (the gateway's, for admission verdicts).
     public static func withReplyQueue(_ name: String) -> AMQPTopology {

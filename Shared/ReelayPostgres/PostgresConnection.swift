@@ -85,8 +85,13 @@ public final class PostgresConnection: Sendable {
 
     /// Runs one statement with bound parameters ($1, $2...; nil = NULL), text format.
     /// Cancelling the calling Task sends PQcancel and the query fails with SQLSTATE 57014.
+    /// A parameter containing a NUL (U+0000) is refused with SQLSTATE 22021 before anything is sent: libpq would cut it
+    /// short at the NUL and store the rest silently truncated.
     @discardableResult
     public func query(_ sql: String, _ params: [String?] = []) async throws -> PostgresResult {
+        if let index = params.firstIndex(where: { $0?.utf8.contains(0) == true }) {
+            throw PostgresError.nulInParameter(index)
+        }
         let cancellation = QueryCancellation()
         return try await withTaskCancellationHandler {
             try await self.onThread { handle in

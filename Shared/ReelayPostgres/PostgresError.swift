@@ -37,6 +37,21 @@ extension PostgresError {
     public static let serializationFailure = "40001"
     public static let deadlockDetected = "40P01"
     public static let queryCanceled = "57014"
+    /// A character the database encoding cannot hold; also what a NUL in a text parameter is refused with.
+    public static let characterNotInRepertoire = "22021"
+    /// A Unicode escape the server cannot convert (e.g. `\u0000` in jsonb).
+    public static let untranslatableCharacter = "22P05"
+
+    /// The SQLSTATE's class, its first two characters ("22" data exception, "23" integrity constraint violation).
+    public var sqlStateClass: String? {
+        self.sqlState.map { String($0.prefix(2)) }
+    }
+
+    /// Class 22: the value itself is unacceptable (bad encoding, NUL, out of range, too long). Repeating never helps.
+    public var isDataException: Bool { self.sqlStateClass == "22" }
+
+    /// Class 23: the row breaks a constraint (unique, foreign key, check, not null).
+    public var isIntegrityConstraintViolation: Bool { self.sqlStateClass == "23" }
 
     /// Serialization failure or deadlock: the transaction may succeed if run again.
     public var isTransactionRetryable: Bool {
@@ -53,5 +68,45 @@ extension PostgresError {
 
     static func decoding(_ message: String) -> PostgresError {
         PostgresError(sqlState: nil, message: message, isConnectionError: false)
+    }
+
+    /// libpq takes parameters as C strings, so a NUL would silently cut the value short: it is refused before sending,
+    /// with the SQLSTATE PostgreSQL itself uses for a NUL in text (22021). `index` is 0-based; the message names `$n`.
+    static func nulInParameter(_ index: Int) -> PostgresError {
+        PostgresError(
+            sqlState: characterNotInRepertoire,
+            message: "parameter $\(index + 1) contains a NUL character (U+0000), which PostgreSQL text cannot store",
+            isConnectionError: false)
+    }
+}
+
+/// The pool could not hand out a connection in time: the database is busy or slow, not broken. Retrying a little later
+/// may succeed; the HTTP edge answers 503 with `Retry-After`. Its description names the pool and the bound, never SQL.
+public struct PostgresPoolError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong, as an opaque code (more may come).
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+
+        /// No connection came free within the pool's acquire timeout.
+        public static let acquireTimeout = Code(name: "acquireTimeout")
+        /// The pool's bound on waiting checkouts was reached; the checkout failed at once.
+        public static let tooManyWaiters = Code(name: "tooManyWaiters")
+
+        public var description: String { self.name }
+    }
+
+    public var code: Code
+    /// The pool's name (its application_name).
+    public var pool: String
+    public var detail: String
+
+    public init(code: Code, pool: String, detail: String) {
+        self.code = code
+        self.pool = pool
+        self.detail = detail
+    }
+
+    public var description: String {
+        "PostgresPoolError(\(self.code), pool: \(self.pool), \(self.detail))"
     }
 }

@@ -2,6 +2,10 @@ import Logging
 import NIOConcurrencyHelpers
 
 /// A fixed-size pool of `PostgresConnection`s, opened lazily and replaced when they break.
+///
+/// A checkout waits at most `acquireTimeout` for a connection to come free, and at most `maxWaiters` checkouts wait at
+/// once; beyond either bound the checkout fails with a `PostgresPoolError`, so a slow database or a burst of requests
+/// turns into quick refusals (503 at the HTTP edge) instead of an unbounded queue of suspended callers.
 public final class PostgresPool: Sendable {
     /// What a checkout receives: an open connection, or the right to open one (a slot already counted).
     private enum Lease: Sendable {
@@ -12,6 +16,14 @@ public final class PostgresPool: Sendable {
     private struct Waiter: Sendable {
         var id: Int
         var continuation: CheckedContinuation<Lease, Error>
+        /// Fails the waiter with `.acquireTimeout`; cancelled when the waiter is served first.
+        var timer: Task<Void, Never>
+
+        /// Resumes the waiter; every path that removes a waiter from the queue calls this exactly once.
+        func resume(with result: Result<Lease, Error>) {
+            self.timer.cancel()
+            self.continuation.resume(with: result)
+        }
     }
 
     private struct State: Sendable {
@@ -27,25 +39,41 @@ public final class PostgresPool: Sendable {
     private let url: String
     private let size: Int
     private let name: String
+    private let acquireTimeout: Duration
+    private let maxWaiters: Int
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
 
     /// How many times `transaction` runs the body again after a serialization failure or deadlock.
     public static let transactionRetries = 3
+    /// How long a checkout waits for a busy pool unless the caller says otherwise (DATABASE_POOL_ACQUIRE_TIMEOUT_MS).
+    public static let defaultAcquireTimeout: Duration = .seconds(5)
+    /// How many checkouts may wait at once unless the caller says otherwise (DATABASE_POOL_MAX_WAITERS).
+    public static let defaultMaxWaiters = 1000
 
     /// url: postgresql://user:pass@host:port/db?sslmode=... (anything libpq's PQconnectdb accepts). Connections open
     /// lazily, at most `size`; each sets `SET TIME ZONE 'UTC'` on connect and application_name = `name`.
-    public init(url: String, size: Int, name: String, logger: Logger) {
+    /// - Parameters:
+    ///   - acquireTimeout: the longest a checkout waits for a connection to come free before `.acquireTimeout`.
+    ///   - maxWaiters: the most checkouts waiting at once; one more fails at once with `.tooManyWaiters`.
+    public init(
+        url: String, size: Int, name: String, logger: Logger, acquireTimeout: Duration = PostgresPool.defaultAcquireTimeout,
+        maxWaiters: Int = PostgresPool.defaultMaxWaiters
+    ) {
         precondition(size > 0, "a pool needs at least one connection")
+        precondition(acquireTimeout > .zero, "the acquire timeout must be positive")
+        precondition(maxWaiters >= 0, "the waiter bound cannot be negative")
         self.url = url
         self.size = size
         self.name = name
+        self.acquireTimeout = acquireTimeout
+        self.maxWaiters = maxWaiters
         var logger = logger
         logger[metadataKey: "pg.pool"] = "\(name)"
         self.logger = logger
     }
 
-    /// Checks a connection out (waits FIFO when all are busy), runs body, checks it back in. A connection that broke
+    /// Checks a connection out (waits FIFO when all are busy, at most `acquireTimeout`), runs body, checks it back in. A connection that broke
     /// (or was lost while idle) is closed and replaced on the next checkout, so the pool rides out a server restart.
     @discardableResult
     public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
@@ -144,7 +172,7 @@ public final class PostgresPool: Sendable {
             return (idle, waiters)
         }
         for waiter in waiters {
-            waiter.continuation.resume(throwing: Self.shutDownError)
+            waiter.resume(with: .failure(Self.shutDownError))
         }
         for connection in idle {
             await connection.close()
@@ -210,7 +238,20 @@ public final class PostgresPool: Sendable {
                     if Task.isCancelled {
                         return .failure(CancellationError())
                     }
-                    state.waiters.append(Waiter(id: waiterID, continuation: continuation))
+                    if state.waiters.count >= self.maxWaiters {
+                        return .failure(
+                            PostgresPoolError(
+                                code: .tooManyWaiters, pool: self.name,
+                                detail: "\(state.waiters.count) checkouts already wait for its \(self.size) connections"))
+                    }
+                    // The timer takes the lock before looking for the waiter, so it always finds it appended.
+                    let timer = Task { [self] in
+                        try? await Task.sleep(for: self.acquireTimeout)
+                        if !Task.isCancelled {
+                            self.expire(waiterID)
+                        }
+                    }
+                    state.waiters.append(Waiter(id: waiterID, continuation: continuation, timer: timer))
                     return nil
                 }
                 if let immediate {
@@ -218,11 +259,24 @@ public final class PostgresPool: Sendable {
                 }
             }
         } onCancel: {
-            let waiter = self.state.withLockedValue { state -> Waiter? in
-                guard let index = state.waiters.firstIndex(where: { $0.id == waiterID }) else { return nil }
-                return state.waiters.remove(at: index)
-            }
-            waiter?.continuation.resume(throwing: CancellationError())
+            self.removeWaiter(waiterID)?.resume(with: .failure(CancellationError()))
+        }
+    }
+
+    /// The acquire timeout of a waiter ran out: it fails, unless it was served (or cancelled) first.
+    private func expire(_ waiterID: Int) {
+        guard let waiter = self.removeWaiter(waiterID) else { return }
+        let error = PostgresPoolError(
+            code: .acquireTimeout, pool: self.name,
+            detail: "no connection came free within \(self.acquireTimeout) (all \(self.size) in use)")
+        self.logger.notice("postgres pool checkout timed out", metadata: ["pg.acquire_timeout": "\(self.acquireTimeout)"])
+        waiter.resume(with: .failure(error))
+    }
+
+    private func removeWaiter(_ waiterID: Int) -> Waiter? {
+        self.state.withLockedValue { state -> Waiter? in
+            guard let index = state.waiters.firstIndex(where: { $0.id == waiterID }) else { return nil }
+            return state.waiters.remove(at: index)
         }
     }
 
@@ -255,7 +309,7 @@ public final class PostgresPool: Sendable {
             }
             switch handoff {
             case .waiter(let waiter):
-                waiter.continuation.resume(returning: .connection(connection))
+                waiter.resume(with: .success(.connection(connection)))
                 return
             case .idle:
                 return
@@ -287,7 +341,7 @@ public final class PostgresPool: Sendable {
         }
         switch next {
         case .waiter(let waiter):
-            waiter.continuation.resume(returning: .permit)
+            waiter.resume(with: .success(.permit))
         case .shutdownDone(let continuations):
             for continuation in continuations {
                 continuation.resume()

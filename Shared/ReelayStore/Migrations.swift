@@ -125,6 +125,22 @@ public enum Migrations {
                 )
                 """,
             ]),
+        Migration(
+            version: 4, name: "admission refusal counters",
+            statements: [
+                // A refusal the user heard about at once (429/503/422 within ADMISSION_TIMEOUT_MS) costs a counter, not a
+                // row: a flood of refused submissions cannot grow video_tasks. One row per user and reason.
+                """
+                CREATE TABLE admission_refusals (
+                    user_uuid uuid NOT NULL,
+                    reason text NOT NULL,
+                    refusals bigint NOT NULL CHECK (refusals >= 0),
+                    first_at timestamptz NOT NULL DEFAULT now(),
+                    last_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (user_uuid, reason)
+                )
+                """
+            ]),
     ]
 
     /// Applies every migration not yet recorded, each in its own transaction, in order. Safe to run concurrently

@@ -82,66 +82,7 @@ public struct TaskStore: Sendable {
         "(\(alias).priority + CASE WHEN $2::int > 0 THEN floor(extract(epoch FROM now() - \(alias).created_at) / $2::int)::int ELSE 0 END)"
     }
 
-    // MARK: Admission (scheduler)
-
-    /// Admits a batch of submissions in ONE transaction under a global admission lock, so limits hold exactly however many
-    /// submissions race and however many schedulers run. Refusals are persisted as `rejected` rows (a user who got 202
-    /// "submitted" can still read the verdict). Duplicates (same task id, or same user + idempotency key) return the
-    /// existing task.
-    public func admit(_ submissions: [Submission], limits: AdmissionLimits, model: String) async throws -> [AdmissionResult] {
-        try await self.pool.transaction { connection in
-            _ = try await connection.query("SELECT pg_advisory_xact_lock($1)", [String(AdvisoryLock.admission)])
-            var results: [AdmissionResult] = []
-            for submission in submissions {
-                let existing = try await connection.query(
-                    """
-                    SELECT id, status FROM video_tasks
-                    WHERE id = $1 OR ($3::text IS NOT NULL AND user_uuid = $2 AND idempotency_key = $3) LIMIT 1
-                    """,
-                    [submission.taskID.uuidString, submission.userID.uuidString, submission.idempotencyKey])
-                if let row = existing.rows.first {
-                    results.append(AdmissionResult(taskID: try row.uuid("id"), decision: .admit, duplicate: true))
-                    continue
-                }
-                let user = try await connection.query(
-                    "SELECT tier, max_active_tasks FROM users WHERE id = $1", [submission.userID.uuidString])
-                guard let userRow = user.rows.first else {
-                    throw StoreError("submission for unknown user \(submission.userID)")
-                }
-                let tier = Tier(rawValue: try userRow.string("tier")) ?? .free
-                var userLimits = limits
-                if let own = try userRow.optionalInt("max_active_tasks") { userLimits.maxUserActiveTasks = own }
-                let counts = try await connection.query(
-                    """
-                    SELECT count(*) FILTER (WHERE user_uuid = $1) AS user_active, count(*) FILTER (WHERE status = 'pending') AS pending
-                    FROM video_tasks WHERE status IN ('pending', 'dispatching', 'processing')
-                    """,
-                    [submission.userID.uuidString])
-                let userActive = try counts.rows.first?.int("user_active") ?? 0
-                let pending = try counts.rows.first?.int("pending") ?? 0
-                let decision = Admission.decide(userActive: userActive, queuePending: pending, limits: userLimits)
-                let status: TaskStatus = decision == .admit ? .pending : .rejected
-                let priority = Priority.base(tier: tier, retryCount: 0, promptLength: submission.prompt.count)
-                _ = try await connection.query(
-                    """
-                    INSERT INTO video_tasks (id, user_uuid, status, input_image_url, prompt, priority, model, model_input, tier,
-                        idempotency_key, error_message, created_at, updated_at, completed_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12::timestamptz, now(),
-                        CASE WHEN $3 = 'rejected' THEN now() END)
-                    """,
-                    [
-                        submission.taskID.uuidString, submission.userID.uuidString, status.rawValue, submission.inputImageURL,
-                        submission.prompt, String(priority), model, submission.inputJSON, tier.rawValue, submission.idempotencyKey,
-                        decision.message, PostgresFormat.timestamp(submission.submittedAt),
-                    ])
-                try await Self.recordEvent(
-                    connection, taskID: submission.taskID, from: nil, to: status, attempt: 0,
-                    reason: decision.message ?? "admitted with priority \(priority)")
-                results.append(AdmissionResult(taskID: submission.taskID, decision: decision, duplicate: false))
-            }
-            return results
-        }
-    }
+    // MARK: Admission (scheduler): TaskAdmission.swift
 
     // MARK: Scheduling (scheduler)
 
@@ -408,14 +349,16 @@ public struct TaskStore: Sendable {
                   coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at))
                     FILTER (WHERE status = 'completed'), 0) AS run_p50,
                   coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at))
-                    FILTER (WHERE status = 'completed'), 0) AS run_p95
+                    FILTER (WHERE status = 'completed'), 0) AS run_p95,
+                  (SELECT coalesce(sum(refusals), 0) FROM admission_refusals) AS refused_counted
                 FROM video_tasks
                 """)
             guard let row = result.rows.first else { throw StoreError("stats query returned no row") }
             func double(_ name: String) -> Double { Double(row[name] ?? "0") ?? 0 }
             return QueueStats(
                 pending: try row.int("pending"), running: try row.int("running"), completed: try row.int("completed"),
-                failed: try row.int("failed"), canceled: try row.int("canceled"), rejected: try row.int("rejected"),
+                failed: try row.int("failed"), canceled: try row.int("canceled"),
+                rejected: try row.int("rejected") + row.int("refused_counted"),
                 waitSecondsP50: double("wait_p50"), waitSecondsP95: double("wait_p95"),
                 runSecondsP50: double("run_p50"), runSecondsP95: double("run_p95"))
         }
@@ -439,10 +382,12 @@ public struct Submission: Sendable {
     public var inputJSON: String?
     public var idempotencyKey: String?
     public var submittedAt: Date
+    /// The gateway's reply deadline (`SubmitTaskCommand.replyBy`); nil keeps every refusal as a row.
+    public var replyBy: Date?
 
     public init(
         taskID: UUID, userID: UUID, prompt: String, inputImageURL: String, inputJSON: String?, idempotencyKey: String?,
-        submittedAt: Date
+        submittedAt: Date, replyBy: Date? = nil
     ) {
         self.taskID = taskID
         self.userID = userID
@@ -451,6 +396,7 @@ public struct Submission: Sendable {
         self.inputJSON = inputJSON
         self.idempotencyKey = idempotencyKey
         self.submittedAt = submittedAt
+        self.replyBy = replyBy
     }
 }
 
@@ -459,6 +405,16 @@ public struct AdmissionResult: Sendable, Equatable {
     public var decision: AdmissionDecision
     /// The task existed already (same id or idempotency key); `decision` is `.admit` and nothing changed.
     public var duplicate: Bool
+    /// Whether a row exists for `taskID` now: always for admitted and duplicate; for a refusal only when it was kept
+    /// (the gateway may have answered 202 "submitted"), otherwise it was only counted.
+    public var stored: Bool
+
+    public init(taskID: UUID, decision: AdmissionDecision, duplicate: Bool, stored: Bool? = nil) {
+        self.taskID = taskID
+        self.decision = decision
+        self.duplicate = duplicate
+        self.stored = stored ?? duplicate
+    }
 }
 
 /// Column changes that ride along with a transition.
@@ -504,6 +460,7 @@ public struct QueueStats: Sendable, Equatable, Codable {
     public var completed: Int
     public var failed: Int
     public var canceled: Int
+    /// Refused submissions: `rejected` rows plus the refusals only counted in `admission_refusals`.
     public var rejected: Int
     public var waitSecondsP50: Double
     public var waitSecondsP95: Double

@@ -49,6 +49,19 @@ struct ConfigurationTests {
         #expect(config.processingReconcileAfter == .seconds(120))
         #expect(config.schedulerTick == .milliseconds(1000))
         #expect(config.retryBackoff == Backoff(base: .milliseconds(2000), cap: .seconds(300)))
+        #expect(config.databasePoolAcquireTimeout == .seconds(5))
+        #expect(config.databasePoolMaxWaiters == 1000)
+        #expect(config.admissionReplyMargin == .milliseconds(500))
+    }
+
+    @Test func poolBoundsAndReplyMargin() throws {
+        let config = try ReelayConfiguration.load(from: [
+            "DATABASE_POOL_ACQUIRE_TIMEOUT_MS": "250", "DATABASE_POOL_MAX_WAITERS": "0", "ADMISSION_REPLY_MARGIN_MS": "0",
+        ])
+        #expect(config.databasePoolAcquireTimeout == .milliseconds(250))
+        #expect(config.databasePoolMaxWaiters == 0)
+        #expect(config.admissionReplyMargin == .zero)
+        #expect(config.redactedSummary["DATABASE_POOL_ACQUIRE_TIMEOUT_MS"] == "250")
     }
 
     @Test func explicitValues() throws {
@@ -114,6 +127,7 @@ struct ConfigurationTests {
         ("QUEUE_PROCESSOR_TOKEN", "short"), ("QUEUE_PROCESSOR_TOKEN", String(repeating: "x", count: 31)),
         ("PUBLIC_BASE_URL", "api.example.com"), ("PUBLIC_BASE_URL", "https://api.example.com/?a=1"), ("ALLOW_LOCAL_IMAGE_URLS", "maybe"),
         ("SUBMIT_RATE_PER_MIN", "0"), ("SUBMIT_BURST", "-1"), ("HTTP_IDLE_TIMEOUT_MS", "10"), ("HTTP_READ_TIMEOUT_MS", "x"),
+        ("DATABASE_POOL_ACQUIRE_TIMEOUT_MS", "0"), ("DATABASE_POOL_MAX_WAITERS", "-1"), ("ADMISSION_REPLY_MARGIN_MS", "soon"),
     ])
     func invalidValueNamesItsVariable(variable: String, value: String) throws {
         let error = try #require(self.error([variable: value]))

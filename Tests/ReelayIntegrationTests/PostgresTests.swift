@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ReelayPostgres
+import ReelayService
 import Testing
 
 /// Integration tests against the PostgreSQL from `scripts/servers.sh up test`.
@@ -13,6 +14,20 @@ enum PostgresTestSupport {
 
     static func uniqueName(_ prefix: String) -> String {
         prefix + "_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
+    }
+
+    /// Checks a connection of `pool` out and keeps it until `release` is called; `task` ends once it is back.
+    static func hold(_ pool: PostgresPool) async throws -> (task: Task<Void, Error>, release: @Sendable () -> Void) {
+        let (checkedOut, checkedOutSignal) = AsyncStream.makeStream(of: Void.self)
+        let (released, releaseSignal) = AsyncStream.makeStream(of: Void.self)
+        let task = Task {
+            try await pool.withConnection { _ in
+                checkedOutSignal.yield()
+                for await _ in released { break }
+            }
+        }
+        for await _ in checkedOut { break }
+        return (task, { releaseSignal.yield() })
     }
 
     /// A pool that is always shut down, even when the test body throws.
@@ -45,6 +60,43 @@ struct PostgresQueryTests {
                 let all = try await connection.query("SELECT count(*)::int AS n FROM pg_params")
                 #expect(try all.rows.first?.int("n") == 2)
                 try await connection.query("DROP TABLE pg_params")
+            }
+        }
+    }
+
+    /// Invariant: a value is stored whole or not at all. libpq takes parameters as C strings, so a NUL would cut
+    /// "\u{0}hidden" down to "" and store that silently; it is refused with SQLSTATE 22021 (what PostgreSQL reports for a
+    /// NUL in text), which callers classify as a data exception.
+    @Test("a parameter with a NUL is refused with 22021 instead of being stored cut short")
+    func nulParameterIsRefused() async throws {
+        try await PostgresTestSupport.withPool { pool in
+            try await pool.withConnection { connection in
+                try await connection.query("CREATE TEMP TABLE pg_nul (value text)")
+                for value in ["\u{0}hidden", "before\u{0}after", "\u{0}"] {
+                    let error = await #expect(throws: PostgresError.self) {
+                        try await connection.query("INSERT INTO pg_nul (value) VALUES ($1)", [value])
+                    }
+                    #expect(error?.sqlState == PostgresError.characterNotInRepertoire)
+                    #expect(error?.isDataException == true)
+                    #expect(error?.isConnectionError == false)
+                    #expect(error?.description.contains("hidden") == false, "the value is not echoed")
+                }
+                let error = await #expect(throws: PostgresError.self) {
+                    try await connection.query("SELECT $1::text, $2::text AS b", ["ok", "x\u{0}"])
+                }
+                #expect(error?.message.contains("$2") == true, "the message names the parameter: \(error?.message ?? "-")")
+                let stored = try await connection.query("SELECT count(*)::int AS n FROM pg_nul")
+                #expect(try stored.rows.first?.int("n") == 0, "nothing was stored, not even an empty string")
+                // The connection is fine, and a NUL-free value (and NULL) still goes through.
+                try await connection.query("INSERT INTO pg_nul (value) VALUES ($1), ($2)", ["visible", nil])
+                #expect(try await connection.query("SELECT count(*)::int AS n FROM pg_nul").rows.first?.int("n") == 2)
+                try await connection.query("DROP TABLE pg_nul")
+            }
+            // Inside a transaction the refusal rolls the transaction back like any statement error.
+            await #expect(throws: PostgresError.self) {
+                try await pool.transaction { connection in
+                    try await connection.query("SELECT $1::text", ["a\u{0}b"])
+                }
             }
         }
     }
@@ -459,6 +511,56 @@ struct PostgresPoolTests {
             _ = try await holder.value
             #expect(try await pool.withConnection { try await $0.query("SELECT 1 AS one").rows.count } == 1)
         }
+    }
+
+    /// Invariant: a checkout never waits longer than the pool's acquire timeout; it fails with a distinct error that
+    /// the HTTP edge answers with 503 and Retry-After (not "database unavailable": the database is busy, not down).
+    @Test("pool of 1 with its connection held: a second checkout fails with acquireTimeout after the timeout")
+    func acquireTimeout() async throws {
+        let pool = PostgresPool(
+            url: PostgresTestSupport.url, size: 1, name: PostgresTestSupport.uniqueName("reelay_acquire"), logger: PostgresTestSupport.logger,
+            acquireTimeout: .milliseconds(300))
+        let (held, release) = try await PostgresTestSupport.hold(pool)
+        let start = ContinuousClock.now
+        let error = await #expect(throws: PostgresPoolError.self) {
+            try await pool.withConnection { try await $0.query("SELECT 1") }
+        }
+        let waited = ContinuousClock.now - start
+        #expect(error?.code == .acquireTimeout)
+        #expect(waited >= .milliseconds(300), "it waited for the timeout first (\(waited))")
+        #expect(waited < .seconds(20), "and not much longer (\(waited))")
+        #expect(error?.description.contains("SELECT") == false)
+        if let error {
+            let problem = Problem.databaseBusy(error)
+            #expect(problem.status == .serviceUnavailable)
+            #expect(problem.headers[.retryAfter] != nil)
+        }
+        release()
+        try await held.value
+        // The held connection came back: the pool works again, and the timed-out waiter left nothing behind.
+        #expect(try await pool.withConnection { try await $0.query("SELECT 1 AS one").rows.first?.int("one") } == 1)
+        await pool.shutdown()
+    }
+
+    /// Invariant: at most `maxWaiters` checkouts wait; one more fails at once instead of joining an unbounded queue.
+    @Test("beyond maxWaiters a checkout fails at once with tooManyWaiters; the waiting one is still served")
+    func waiterBound() async throws {
+        let pool = PostgresPool(
+            url: PostgresTestSupport.url, size: 1, name: PostgresTestSupport.uniqueName("reelay_waiters"), logger: PostgresTestSupport.logger,
+            acquireTimeout: .seconds(60), maxWaiters: 1)
+        let (held, release) = try await PostgresTestSupport.hold(pool)
+        let waiting = Task { try await pool.withConnection { try await $0.query("SELECT 2 AS two").rows.first?.int("two") } }
+        try await Task.sleep(for: .milliseconds(200))
+        let start = ContinuousClock.now
+        let error = await #expect(throws: PostgresPoolError.self) {
+            try await pool.withConnection { try await $0.query("SELECT 1") }
+        }
+        #expect(error?.code == .tooManyWaiters)
+        #expect(ContinuousClock.now - start < .seconds(20), "refused at once, far from the 60 s acquire timeout")
+        release()
+        try await held.value
+        #expect(try await waiting.value == 2)
+        await pool.shutdown()
     }
 
     @Test("after shutdown, checkouts fail and the backends are gone")
