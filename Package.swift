@@ -141,11 +141,29 @@ let package = Package(
             ],
             path: "Tools/replicate-standin", swiftSettings: swiftSettings),
 
-        // Tests.
+        // Tests: helpers every test target shares, then unit tests (no servers), integration tests (real PostgreSQL and
+        // RabbitMQ) and end-to-end tests (the built executables as processes).
+        .target(
+            name: "ReelayTestSupport",
+            dependencies: [
+                "ReelayAMQP", "ReelayPostgres",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tests/ReelayTestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "ReelayCoreTests", dependencies: ["ReelayCore", "ReelayConfig"], path: "Tests/ReelayCoreTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ReelayUnitTests",
+            dependencies: [
+                "ReelayTestSupport", "ReelayAMQP", "ReelayPostgres", "ReelayMessaging", "ReelayCore", "ReelayService",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/ReelayUnitTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "ReelayIntegrationTests",
             dependencies: [
+                "ReelayTestSupport",
                 "ReelayAMQP", "ReelayPostgres", "ReelayHTTPClient", "ReelayStore", "ReelayMessaging", "ReelayCore", "ReelayService",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -155,7 +173,7 @@ let package = Package(
         .testTarget(
             name: "ReelayEndToEndTests",
             dependencies: [
-                "ReelayHTTPClient", "ReelayCore", "ReelayPostgres", "ReelayAMQP", "ReelayMessaging",
+                "ReelayTestSupport", "ReelayHTTPClient", "ReelayCore", "ReelayPostgres", "ReelayAMQP", "ReelayMessaging",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

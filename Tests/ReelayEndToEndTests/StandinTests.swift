@@ -1,5 +1,6 @@
 import Foundation
 import ReelayCore
+import ReelayTestSupport
 import Testing
 
 /// The built replicate-standin, driven over HTTP as Reelay's dispatcher and webhook service would, checked against

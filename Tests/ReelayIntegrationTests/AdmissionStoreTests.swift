@@ -6,6 +6,7 @@ import ReelayMessaging
 import ReelayPostgres
 import ReelayService
 import ReelayStore
+import ReelayTestSupport
 import Testing
 
 /// The admission SQL against a real PostgreSQL: a poisoned submission fails alone, and refusals cost a counter unless
@@ -26,7 +27,7 @@ struct AdmissionStoreTests {
             idempotencyKey: nil, submittedAt: Date(), replyBy: replyBy)
     }
 
-    func users(_ count: Int, in db: ScratchDatabase) async throws -> [UUID] {
+    func users(_ count: Int, in db: StoreDatabase) async throws -> [UUID] {
         var ids: [UUID] = []
         for _ in 0..<count {
             let user = UUID()
@@ -36,14 +37,14 @@ struct AdmissionStoreTests {
         return ids
     }
 
-    func count(_ db: ScratchDatabase, _ sql: String, _ params: [String?] = []) async throws -> Int {
+    func count(_ db: StoreDatabase, _ sql: String, _ params: [String?] = []) async throws -> Int {
         try await db.pool.withConnection { try await $0.query(sql, params).rows.first?.int("n") ?? -1 }
     }
 
     /// Invariant: a submission the database refuses (22P05 here) fails alone: the 30 valid submissions of its batch are
     /// admitted in the same call, in order, and the poison is answered `.invalid` (422) naming the NUL.
     @Test func onePoisonInABatchOfThirtyOneFailsAlone() async throws {
-        let db = try await ScratchDatabase.create("poison")
+        let db = try await StoreDatabase.create("poison")
         let store = TaskStore(pool: db.pool)
         let users = try await self.users(11, in: db)
         var batch = (0..<30).map { self.submission(user: users[$0 % 10], input: #"{"seed":\#($0)}"#, replyBy: Self.comfortable) }
@@ -72,7 +73,7 @@ struct AdmissionStoreTests {
 
     /// Invariant: a NUL in a text field (refused by the database layer itself, 22021) is poison the same way.
     @Test func aNulInThePromptFailsAloneToo() async throws {
-        let db = try await ScratchDatabase.create("nulprompt")
+        let db = try await StoreDatabase.create("nulprompt")
         let store = TaskStore(pool: db.pool)
         let users = try await self.users(2, in: db)
         let poison = self.submission(user: users[0], prompt: "\u{0}hidden", replyBy: Self.comfortable)
@@ -88,7 +89,7 @@ struct AdmissionStoreTests {
     /// Invariant: a poisoned submission decided after the gateway's deadline is kept as a rejected row, with what can be
     /// stored of it (no NUL, no model input), so the user who got 202 "submitted" can read why.
     @Test func aLatePoisonIsKeptWithWhatCanBeStored() async throws {
-        let db = try await ScratchDatabase.create("latepoison")
+        let db = try await StoreDatabase.create("latepoison")
         let store = TaskStore(pool: db.pool)
         let users = try await self.users(2, in: db)
         let poison = self.submission(user: users[0], prompt: "a fox\u{0} in snow", input: Self.poisonedInput, replyBy: Self.passed)
@@ -109,7 +110,7 @@ struct AdmissionStoreTests {
 
     /// Invariant: a submission for a user that does not exist is refused alone, never the batch.
     @Test func anUnknownUserIsRefusedAlone() async throws {
-        let db = try await ScratchDatabase.create("nouser")
+        let db = try await StoreDatabase.create("nouser")
         let store = TaskStore(pool: db.pool)
         let users = try await self.users(1, in: db)
         let results = try await store.admit(
@@ -124,7 +125,7 @@ struct AdmissionStoreTests {
     /// row; one the gateway may have answered with 202 "submitted" (deadline passed, or an older gateway without one) is
     /// a rejected row. The statistics count both, once each.
     @Test func refusalsAreCountedUnlessTheGatewayMayHaveAnswered202() async throws {
-        let db = try await ScratchDatabase.create("refusals")
+        let db = try await StoreDatabase.create("refusals")
         let store = TaskStore(pool: db.pool)
         let user = try await self.users(1, in: db)[0]
         let limits = AdmissionLimits(maxUserActiveTasks: 1, maxQueueSize: 1000)
@@ -155,7 +156,7 @@ struct AdmissionStoreTests {
     /// counted, becomes a row the user can read; the count moves to the row (the statistics do not count it twice), and
     /// keeping it again changes nothing.
     @Test func aLateRejectionMovesFromTheCounterToARow() async throws {
-        let db = try await ScratchDatabase.create("lateverdict")
+        let db = try await StoreDatabase.create("lateverdict")
         let store = TaskStore(pool: db.pool)
         let user = try await self.users(1, in: db)[0]
         let limits = AdmissionLimits(maxUserActiveTasks: 1, maxQueueSize: 1000)
@@ -181,7 +182,7 @@ struct AdmissionStoreTests {
     /// but the verdict reached the gateway after its wait had answered 202 "submitted". The gateway's handler
     /// (`LateRejections.store`, as its `main` wires it) turns it into the row the client can read.
     @Test func theGatewaysLateRejectionHandlerStoresTheRow() async throws {
-        let db = try await ScratchDatabase.create("gatewaylate")
+        let db = try await StoreDatabase.create("gatewaylate")
         let store = TaskStore(pool: db.pool)
         let user = try await self.users(1, in: db)[0]
         let limits = AdmissionLimits(maxUserActiveTasks: 1, maxQueueSize: 1000)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ReelayCore
 @testable import ReelayHTTPClient
+import ReelayTestSupport
 import Testing
 
 /// The download of an output against a real local server: what the rules refuse never reaches the network, what they
@@ -12,13 +13,9 @@ struct GuardedDownloadTests {
     static func with(_ body: (HTTPClient, HTTPClientTestServer, String) async throws -> Void) async throws {
         let client = HTTPClient(threads: 2, connectTimeout: .seconds(2), logger: Logger(label: "reelay.test.download"))
         let target = NSTemporaryDirectory() + "reelay-guarded-\(UUID().uuidString).mp4"
-        do {
+        try await withTearDown(client, tearDown: { await $0.shutdown() }) { client in
             try await HTTPClientTestServer.with { server in try await body(client, server, target) }
-        } catch {
-            await client.shutdown()
-            throw error
         }
-        await client.shutdown()
         try? FileManager.default.removeItem(atPath: target)
     }
 

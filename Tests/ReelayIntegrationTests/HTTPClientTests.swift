@@ -2,19 +2,13 @@ import Foundation
 import Logging
 import ReelayCore
 @testable import ReelayHTTPClient
+import ReelayTestSupport
 import Testing
 
 /// A client that is always shut down, even when the test body throws.
 private func withClient<T>(threads: Int = 2, _ body: (HTTPClient) async throws -> T) async throws -> T {
     let client = HTTPClient(threads: threads, connectTimeout: .seconds(2), logger: Logger(label: "reelay.test.http"))
-    do {
-        let result = try await body(client)
-        await client.shutdown()
-        return result
-    } catch {
-        await client.shutdown()
-        throw error
-    }
+    return try await withTearDown(client, tearDown: { await $0.shutdown() }, body)
 }
 
 private func temporaryPath(_ name: String) -> String {

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ReelayMessaging
 import ReelayService
+import ReelayTestSupport
 import Testing
 
 @testable import ReelayAMQP
@@ -12,18 +13,8 @@ import Testing
 struct QueueLimitTests {
     /// Creates a vhost, runs `body` with its URL, deletes the vhost.
     static func withVhost<T: Sendable>(_ label: String, _ body: (AMQPURL) async throws -> T) async throws -> T {
-        var url = try AMQPTestSupport.url
-        url.vhost = "reelay-it-\(label)-\(UUID().uuidString.prefix(8).lowercased())"
-        #expect(try await AMQPTestSupport.rabbitmqctl("add_vhost", url.vhost) == 0)
-        #expect(try await AMQPTestSupport.rabbitmqctl("set_permissions", "-p", url.vhost, url.user, ".*", ".*", ".*") == 0)
-        do {
-            let result = try await body(url)
-            _ = try? await AMQPTestSupport.rabbitmqctl("delete_vhost", url.vhost)
-            return result
-        } catch {
-            _ = try? await AMQPTestSupport.rabbitmqctl("delete_vhost", url.vhost)
-            throw error
-        }
+        let vhost = try await ScratchVhost.create("reelay-it-\(label)")
+        return try await withTearDown(vhost, tearDown: { vhost in await onOwnThread { vhost.drop() } }) { try await body(try AMQPURL($0.url)) }
     }
 
     static func command() -> SubmitTaskCommand {
@@ -139,17 +130,6 @@ struct QueueLimitTests {
             if case .failure(let error) = outcomes.first {
                 #expect((error as? AMQPError)?.code == .nacked, "\(error)")
             }
-        }
-    }
-}
-
-extension AMQPTestSupport {
-    /// Runs `body` on a fresh admin connection to `url` (on its own thread).
-    static func admin<T: Sendable>(_ url: AMQPURL, _ body: @escaping @Sendable (AMQPConnection) throws -> T) async throws -> T {
-        try await self.onThread {
-            let connection = try AMQPConnection(url: url, name: "amqp-test-admin")
-            defer { connection.close() }
-            return try body(connection)
         }
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import ReelayAMQP
 import ReelayMessaging
 import ReelayService
+import ReelayTestSupport
 import ServiceLifecycle
 import Testing
 
@@ -10,22 +11,10 @@ import Testing
 /// that can never be handled ends in the dead-letter queue with where it came from and why.
 @Suite("Redelivery", .serialized)
 struct RedeliveryTests {
-    @Test func ladderGrowsThenDeadLetters() {
-        #expect(Redelivery.next(retries: 0, maxRetries: 3) == .delay(level: 0))
-        #expect(Redelivery.next(retries: 1, maxRetries: 3) == .delay(level: 1))
-        #expect(Redelivery.next(retries: 2, maxRetries: 9) == .delay(level: 2))
-        #expect(Redelivery.next(retries: 7, maxRetries: 9) == .delay(level: 2), "the last level repeats")
-        #expect(Redelivery.next(retries: 3, maxRetries: 3) == .deadLetter)
-        #expect(Topology.delayQueue(for: Topology.Queue.dispatch, level: 1) == "reelay.dispatch.delay.5s")
-    }
-
     @Test func failingHandlerIsRetriedAfterADelayAndPoisonIsDeadLettered() async throws {
-        let vhost = "reelay-it-redelivery-\(UUID().uuidString.prefix(8).lowercased())"
-        try rabbitmqctl(["add_vhost", vhost])
-        try rabbitmqctl(["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"])
-        defer { try? rabbitmqctl(["delete_vhost", vhost]) }
-        let base = ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f"
-        let url = try AMQPURL(String(base[..<base.lastIndex(of: "/")!]) + "/" + vhost)
+        let vhost = try await ScratchVhost.create("reelay-it-redelivery")
+        defer { vhost.drop() }
+        let url = try AMQPURL(vhost.url)
         let logger = Logger(label: "it.redelivery")
         let publisher = AMQPPublisher(url: url, topology: Topology.all, name: "it.publish", logger: logger)
         publisher.start()
@@ -41,17 +30,14 @@ struct RedeliveryTests {
                 return list.filter { $0.2 == text }.count
             }
             if text == "poison" { throw PoisonMessage("cannot parse") }
-            if text == "flaky" && count < 3 { throw TestFailure("transient #\(count)") }
+            if text == "flaky" && count < 3 { throw HarnessError("transient #\(count)") }
         }
         let group = ServiceGroup(services: [service], logger: logger)
         let running = Task { try await group.run() }
         try await publisher.publish(exchange: Topology.commandsExchange, routingKey: Topology.RoutingKey.predictionCreate, body: Array("flaky".utf8))
         try await publisher.publish(exchange: Topology.commandsExchange, routingKey: Topology.RoutingKey.predictionCreate, body: Array("poison".utf8))
 
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, seen.withLock({ $0.filter { $0.2 == "flaky" }.count }) < 3 {
-            try await Task.sleep(for: .milliseconds(100))
-        }
+        _ = await waitUntil(timeout: .seconds(30), every: .milliseconds(100)) { seen.withLock { $0.filter { $0.2 == "flaky" }.count } >= 3 }
         let flaky = seen.withLock { $0.filter { $0.2 == "flaky" } }
         #expect(flaky.map(\.1) == [nil, "1", "2"], "retries are counted in a header")
         if flaky.count == 3 {
@@ -79,12 +65,9 @@ struct RedeliveryTests {
     /// its message, cancels a handler that hangs past it, and loses nothing: the hung message and the prefetched ones that
     /// never started go back to the queue, and the finished one does not come back.
     @Test func shutdownDrainsThenAbandonsAndLosesNothing() async throws {
-        let vhost = "reelay-it-drain-\(UUID().uuidString.prefix(8).lowercased())"
-        try rabbitmqctl(["add_vhost", vhost])
-        try rabbitmqctl(["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"])
-        defer { try? rabbitmqctl(["delete_vhost", vhost]) }
-        let base = ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f"
-        let url = try AMQPURL(String(base[..<base.lastIndex(of: "/")!]) + "/" + vhost)
+        let vhost = try await ScratchVhost.create("reelay-it-drain")
+        defer { vhost.drop() }
+        let url = try AMQPURL(vhost.url)
         let logger = Logger(label: "it.drain")
         let publisher = AMQPPublisher(url: url, topology: Topology.all, name: "it.drain.publish", logger: logger)
         publisher.start()
@@ -145,35 +128,5 @@ struct RedeliveryTests {
         await again.shutdown()
         await reading.value
         await publisher.shutdown()
-    }
-
-    struct TestFailure: Error, CustomStringConvertible {
-        var description: String
-        init(_ description: String) { self.description = description }
-    }
-
-    func rabbitmqctl(_ arguments: [String]) throws {
-        let node = ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "REELAY_RABBITMQ_NODE-is-unset-run-scripts-test"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/rabbitmqctl")
-        process.arguments = ["-q", "-n", node] + arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestFailure("rabbitmqctl \(arguments.joined(separator: " ")) failed") }
-    }
-}
-
-/// A lock-protected value for test bookkeeping.
-final class Locked<Value>: @unchecked Sendable {
-    // Every access goes through `lock`.
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
-        self.lock.lock()
-        defer { self.lock.unlock() }
-        return try body(&self.value)
     }
 }

@@ -5,24 +5,6 @@ import ReelayPostgres
 import ReelayStore
 import Testing
 
-/// A database of its own, migrated, for one test.
-struct ScratchDatabase {
-    let pool: PostgresPool
-    let name: String
-
-    static func create(_ label: String) async throws -> ScratchDatabase {
-        let base = ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgresql://reelay@127.0.0.1:55433/reelay_test"
-        let name = "reelay_it_\(label)_\(UUID().uuidString.prefix(8).lowercased())"
-        let admin = PostgresPool(url: base, size: 1, name: "it-admin", logger: Logger(label: "it"))
-        _ = try await admin.withConnection { try await $0.query("CREATE DATABASE \(name)") }
-        await admin.shutdown()
-        let url = base.replacingOccurrences(of: "/reelay_test", with: "/\(name)")
-        let pool = PostgresPool(url: url, size: 16, name: "it-store", logger: Logger(label: "it"))
-        try await Migrations.apply(pool: pool, logger: Logger(label: "it"))
-        return ScratchDatabase(pool: pool, name: name)
-    }
-}
-
 @Suite("StoreIntegration")
 struct StoreIntegrationTests {
     func submission(user: UUID, prompt: String = "a fox", key: String? = nil) -> Submission {
@@ -33,7 +15,7 @@ struct StoreIntegrationTests {
 
     /// Invariant: admission is atomic. 50 racing submissions of one user admit exactly MAX_USER_ACTIVE_TASKS.
     @Test func fiftyConcurrentSubmissionsOfOneUserAdmitExactlyTheLimit() async throws {
-        let db = try await ScratchDatabase.create("admit")
+        let db = try await StoreDatabase.create("admit")
         let users = UserStore(pool: db.pool)
         let store = TaskStore(pool: db.pool)
         let user = UUID()
@@ -59,7 +41,7 @@ struct StoreIntegrationTests {
 
     /// Invariant: the queue bound holds; a full queue refuses with 503.
     @Test func queueFullRefuses() async throws {
-        let db = try await ScratchDatabase.create("queue")
+        let db = try await StoreDatabase.create("queue")
         let users = UserStore(pool: db.pool)
         let store = TaskStore(pool: db.pool)
         var ids: [UUID] = []
@@ -77,7 +59,7 @@ struct StoreIntegrationTests {
 
     /// Invariant: the same idempotency key gives the same task, never a second one.
     @Test func idempotencyKeyReturnsTheExistingTask() async throws {
-        let db = try await ScratchDatabase.create("idem")
+        let db = try await StoreDatabase.create("idem")
         let store = TaskStore(pool: db.pool)
         let user = UUID()
         _ = try await UserStore(pool: db.pool).createKey(userID: user, tier: .pro)
@@ -91,7 +73,7 @@ struct StoreIntegrationTests {
     /// Invariant: concurrent scheduling passes never hand out more than MAX_CONCURRENT_TASKS slots, and take the highest
     /// priority first.
     @Test func concurrentPassesRespectTheGlobalLimitAndPriority() async throws {
-        let db = try await ScratchDatabase.create("slots")
+        let db = try await StoreDatabase.create("slots")
         let store = TaskStore(pool: db.pool)
         let users = UserStore(pool: db.pool)
         var proTasks: Set<UUID> = []
@@ -120,7 +102,7 @@ struct StoreIntegrationTests {
 
     /// Invariant: the attempt is a fencing token and terminal states are final.
     @Test func transitionsAreFencedByAttemptAndStatus() async throws {
-        let db = try await ScratchDatabase.create("fence")
+        let db = try await StoreDatabase.create("fence")
         let store = TaskStore(pool: db.pool)
         let user = UUID()
         _ = try await UserStore(pool: db.pool).createKey(userID: user, tier: .free)
@@ -150,7 +132,7 @@ struct StoreIntegrationTests {
 
     /// Invariant: a transient failure releases the slot with backoff and raises priority; retries are bounded.
     @Test func retriesBackOffRaisePriorityAndEndFailed() async throws {
-        let db = try await ScratchDatabase.create("retry")
+        let db = try await StoreDatabase.create("retry")
         let store = TaskStore(pool: db.pool)
         let user = UUID()
         _ = try await UserStore(pool: db.pool).createKey(userID: user, tier: .free)
@@ -176,7 +158,7 @@ struct StoreIntegrationTests {
 
     /// Invariant: migrations are idempotent.
     @Test func migrateTwiceAppliesNothingTheSecondTime() async throws {
-        let db = try await ScratchDatabase.create("migrate")
+        let db = try await StoreDatabase.create("migrate")
         let again = try await Migrations.apply(pool: db.pool, logger: Logger(label: "it"))
         #expect(again.isEmpty)
         #expect(try await Migrations.currentVersion(pool: db.pool) == Migrations.all.last?.version)
@@ -186,7 +168,7 @@ struct StoreIntegrationTests {
     /// Invariant: the shared create rate holds across concurrent callers (dispatcher replicas): a full bucket gives
     /// exactly `burst` tokens at once, then one per 1/rate; a 429 blocks everyone until its reset.
     @Test func sharedRateLimitHoldsAcrossConcurrentCallersAndBlocksOn429() async throws {
-        let db = try await ScratchDatabase.create("rate")
+        let db = try await StoreDatabase.create("rate")
         let limits = RateLimitStore(pool: db.pool)
         let waits = try await withThrowingTaskGroup(of: Duration?.self) { group in
             for _ in 0..<20 {

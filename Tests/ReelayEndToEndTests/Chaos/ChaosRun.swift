@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ReelayHTTPClient
 import ReelayPostgres
+import ReelayTestSupport
 
 /// Issue 3's chaos run: the real services as processes against real PostgreSQL and RabbitMQ and a misbehaving Replicate
 /// stand-in. While users push tasks through, it SIGKILLs a random service every few seconds (restarting it at once),
@@ -86,7 +87,7 @@ struct ChaosRun: Sendable {
         for index in 0..<configuration.users {
             let id = UUID()
             let tier = Self.tiers[index % Self.tiers.count]
-            let key = try await chaosOnOwnThread { try system.createKey(user: id, tier: tier) }
+            let key = try await onOwnThread { try system.createKey(user: id, tier: tier) }
             users.append(ChaosUser(index: index, id: id, tier: tier, apiKey: key, quota: configuration.quota(ofUser: index)))
         }
 
@@ -154,7 +155,7 @@ struct ChaosRun: Sendable {
     /// `backlogAtEnd` tasks are left).
     private func injectFaults(_ system: RunningSystem, log: ChaosLog, ledger: ChaosLedger) async -> [Fault] {
         let configuration = self.configuration
-        var random = ChaosRandom(seed: configuration.seed)
+        var random = SeededGenerator(seed: configuration.seed)
         let clock = ContinuousClock()
         let start = clock.now
         let end = start + configuration.faultPhase
@@ -228,7 +229,7 @@ struct ChaosRun: Sendable {
         var failure: String?
         switch kind {
         case .restartRabbitMQ:
-            let node = ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "REELAY_RABBITMQ_NODE-is-unset-run-scripts-test"
+            let node = TestServers.rabbitmqNode
             log.write("RabbitMQ: stop_app on \(node)", echo: true)
             failure = await self.command("/usr/sbin/rabbitmqctl", ["-q", "-n", node, "stop_app"], log: log)
             // Down long enough for every service to notice and go through its reconnect path (2 s at least). Meanwhile the

@@ -1,27 +1,11 @@
 import Foundation
+import ReelayTestSupport
 
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// A seeded random generator (SplitMix64): the same seed gives the same kills at the same offsets.
-struct ChaosRandom: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        self.state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var value = self.state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-}
 
 /// The run's own timeline (faults, refused submissions, progress), one timestamped line each, next to the services' logs
 /// in the test folder, so a failure can be lined up with what the services logged at that moment.
@@ -60,16 +44,6 @@ final class ChaosLog: Sendable {
     }
 }
 
-/// Runs blocking work (a child process waited for, a CLI call) on a thread of its own, never on the cooperative pool.
-func chaosOnOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread {
-            continuation.resume(with: Result { try body() })
-        }
-        thread.start()
-    }
-}
-
 /// Runs `executable` with `arguments` to its end on a thread of its own; its output is appended to `outputPath`.
 ///
 /// posix_spawn and waitpid, not Foundation's `Process`: `pg_ctl restart` leaves a server running that inherits the
@@ -77,7 +51,7 @@ func chaosOnOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) a
 /// the script ended. For the same reason the output goes to a file, never a pipe.
 /// After `timeout` the command is killed (SIGKILL) and this throws: a wedged broker must not hang the run.
 func chaosRunCommand(_ executable: String, _ arguments: [String], outputPath: String, timeout: Duration) async throws -> Int32 {
-    try await chaosOnOwnThread {
+    try await onOwnThread {
         let fd = open(outputPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw HarnessError("cannot open \(outputPath) for writing (errno \(errno))")

@@ -1,5 +1,6 @@
 import Foundation
 import ReelayHTTPClient
+import ReelayTestSupport
 
 /// A simulated user: its API key and how many tasks it gets through.
 struct ChaosUser: Sendable {
@@ -174,7 +175,7 @@ struct ChaosWorkload: Sendable {
     /// Submits until the gateway answers definitively: true when accepted, false when refused (a new key is taken for
     /// the next try, since a refusal is stored under the old one).
     private func submit(_ job: inout Job, _ user: ChaosUser) async -> Bool {
-        let body = (try? JSONSerialization.data(withJSONObject: ["prompt": job.prompt, "input_image_url": job.imageURL])) ?? Data()
+        let body = (try? JSON.encode(["prompt": job.prompt, "input_image_url": job.imageURL])) ?? []
         while !self.ledger.stopped {
             self.ledger.count { $0.requests += 1 }
             let response: HTTPClientResponse
@@ -185,7 +186,7 @@ struct ChaosWorkload: Sendable {
                         ("Authorization", "Bearer \(user.apiKey)"), ("Content-Type", "application/json"),
                         ("Idempotency-Key", job.idempotencyKey),
                     ],
-                    body: Array(body), timeout: .seconds(15))
+                    body: body, timeout: .seconds(15))
             } catch {
                 self.ledger.count { $0.transportErrors += 1 }
                 try? await Task.sleep(for: .milliseconds(300))

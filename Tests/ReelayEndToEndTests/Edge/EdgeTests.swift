@@ -1,5 +1,6 @@
 import Foundation
 import ReelayPostgres
+import ReelayTestSupport
 import Testing
 
 /// The HTTP edge of the built services (issue 7): nothing from outside can stall, leak or poison Reelay.
@@ -9,13 +10,7 @@ struct EdgeTests {
 
     /// Runs `body` against a fresh system and always stops it; a failure carries the services' log tails.
     func withSystem(_ name: String, overrides: [String: String] = [:], _ body: (RunningSystem) async throws -> Void) async throws {
-        let system = try await RunningSystem.start(name: "edge-\(name)", overrides: overrides)
-        do {
-            try await body(system)
-        } catch {
-            Issue.record("\(error)\n\(system.logTails(lines: 30))")
-        }
-        await system.stop()
+        try await RunningSystem.run(name: "edge-\(name)", overrides: overrides, logLines: 30, body)
     }
 
     func rows(_ system: RunningSystem, user: UUID? = nil) async throws -> Int {

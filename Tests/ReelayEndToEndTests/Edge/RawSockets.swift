@@ -1,4 +1,5 @@
 import Foundation
+import ReelayTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -11,24 +12,14 @@ import Darwin
 enum RawSockets {
     /// Runs `body` on a new thread and returns its result.
     static func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { continuation in
-            let thread = Thread { continuation.resume(returning: body()) }
-            thread.start()
-        }
+        await onOwnThread(body)
     }
 
     /// A connected TCP socket to 127.0.0.1:`port`, or -1.
     static func connect(port: Int) -> Int32 {
-        #if canImport(Glibc)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
+        let fd = Loopback.tcpSocket()
         guard fd >= 0 else { return -1 }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var address = Loopback.address(port: port)
         let result = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 #if canImport(Glibc)

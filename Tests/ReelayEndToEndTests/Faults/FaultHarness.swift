@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ReelayPostgres
+import ReelayTestSupport
 import Testing
 
 /// Helpers for the fault tests: a system with fast timings, users, submissions, and readers of the three truths a fault
@@ -23,13 +24,7 @@ enum Faulty {
     ) async throws {
         var environment = Self.fastTimings
         environment.merge(overrides) { $1 }
-        let system = try await RunningSystem.start(name: "faults-\(name)", overrides: environment, standinEnvironment: standin)
-        do {
-            try await body(system)
-        } catch {
-            Issue.record("\(error)\n\(system.logTails(lines: 30))\n--- standin\n\(system.standin.process.logTail(lines: 30))")
-        }
-        await system.stop()
+        try await RunningSystem.run(name: "faults-\(name)", overrides: environment, standinEnvironment: standin, logLines: 30, body)
     }
 }
 

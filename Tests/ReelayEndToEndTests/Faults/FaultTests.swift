@@ -1,4 +1,5 @@
 import Foundation
+import ReelayTestSupport
 import Testing
 
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import Foundation
 import ReelayCore
+import ReelayTestSupport
 import Testing
 
 /// A signed webhook is trusted to say what happened to a prediction, not to choose what Reelay fetches: whatever its
@@ -127,7 +128,7 @@ extension RunningSystem {
         if includeWebhook {
             body["webhook"] = WebhookURL.make(base: self.webhookURL, taskID: target.taskID, attempt: target.attempt)
         }
-        let bytes = Array(try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]))
+        let bytes = try JSON.encode(body, sortedKeys: true)
         let queryString = query ?? "task=\(id.lowercased())&attempt=\(attempt)"
         return try await self.postWebhook(bytes, query: queryString, webhookID: webhookID)
     }
@@ -145,6 +146,6 @@ extension RunningSystem {
         ]
         let url = self.webhookURL + "/webhooks/replicate" + (query.map { "?" + $0 } ?? "")
         let response = try await testHTTPClient.request(method: "POST", url: url, headers: headers, body: body, timeout: .seconds(10))
-        return JSONResponse(status: response.status, headers: response.headers, body: response.body, json: JSON(bytes: response.body))
+        return JSONResponse(response)
     }
 }

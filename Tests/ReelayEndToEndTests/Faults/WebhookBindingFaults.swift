@@ -1,6 +1,7 @@
 import Foundation
 import ReelayCore
 import ReelayHTTPClient
+import ReelayTestSupport
 import Testing
 
 /// A webhook's signature covers its body, not the query string of the URL it was posted to. These tests post correctly
@@ -124,7 +125,7 @@ struct WebhookBindingFaults {
     }
 
     static func json(_ response: HTTPClientResponse) -> JSONResponse {
-        JSONResponse(status: response.status, headers: response.headers, body: response.body, json: JSON(bytes: response.body))
+        JSONResponse(response)
     }
 }
 

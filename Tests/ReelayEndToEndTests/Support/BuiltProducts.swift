@@ -1,13 +1,5 @@
 import Foundation
-
-/// A harness step that could not be done; `description` says what and where to look.
-struct HarnessError: Error, CustomStringConvertible {
-    var description: String
-
-    init(_ description: String) {
-        self.description = description
-    }
-}
+import ReelayTestSupport
 
 /// Finds the package's built executables, so end-to-end tests run exactly what `swift build` produced.
 enum BuiltProducts {

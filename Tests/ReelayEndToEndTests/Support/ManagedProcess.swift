@@ -1,4 +1,5 @@
 import Foundation
+import ReelayTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -9,23 +10,6 @@ import Darwin
 /// The libc `kill`, reachable under another name inside `ManagedProcess` (whose own `kill()` shadows it).
 private func posixKill(_ pid: Int32, _ signal: Int32) {
     _ = kill(pid, signal)
-}
-
-/// A value behind a lock, readable and writable from any thread.
-final class Locked<Value>: @unchecked Sendable {
-    // @unchecked: `value` is only touched while `lock` is held, whichever thread asks.
-    private let lock = NSLock()
-    private var value: Value
-
-    init(_ value: Value) {
-        self.value = value
-    }
-
-    func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
-        self.lock.lock()
-        defer { self.lock.unlock() }
-        return try body(&self.value)
-    }
 }
 
 /// A built executable run as a child process for an end-to-end test; stdout and stderr go to one log file.
@@ -124,15 +108,7 @@ final class ManagedProcess: Sendable {
 
     /// Waits until the process has ended; false on timeout.
     func waitForExit(timeout: Duration) async -> Bool {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        while self.isRunning {
-            if clock.now >= deadline {
-                return false
-            }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return true
+        await waitUntil(timeout: timeout, every: .milliseconds(20)) { !self.isRunning }
     }
 
     /// The last `lines` lines of the log, for failure messages.

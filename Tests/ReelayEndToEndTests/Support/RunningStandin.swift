@@ -1,4 +1,5 @@
 import Foundation
+import ReelayTestSupport
 
 /// The built `replicate-standin` running on a free port, ready to serve (healthz answered).
 struct RunningStandin: Sendable {

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ReelayAMQP
 import ReelayMessaging
+import ReelayTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -17,22 +18,18 @@ struct AdmissionIsolationTests {
     /// timeout.
     @Test func onePoisonedSubmissionFailsAloneAndDelaysNoValidOne() async throws {
         let timeout = Duration.milliseconds(6000)
-        let system = try await RunningSystem.start(
-            name: "poison-batch", overrides: ["ADMISSION_TIMEOUT_MS": String(timeout.components.seconds * 1000)])
-        do {
+        try await RunningSystem.run(
+            name: "poison-batch", overrides: ["ADMISSION_TIMEOUT_MS": String(timeout.components.seconds * 1000)], logLines: 30
+        ) { system in
             try await self.sendPoisonWithThirtyValid(system, admissionTimeout: timeout)
-        } catch {
-            Issue.record("\(error)\n\(system.logTails(lines: 30))")
         }
-        await system.stop()
     }
 
     /// Guards: through the gateway, a submission whose input the database cannot store is answered with a 422 problem
     /// (never 202 for a task that will not exist), and no task row is left behind. (The gateway may refuse it before the
     /// scheduler does; either way the answer is a 4xx naming the problem.)
     @Test func aNulInTheInputIsAnswered422() async throws {
-        let system = try await RunningSystem.start(name: "nul-input")
-        do {
+        try await RunningSystem.run(name: "nul-input") { system in
             let user = UUID()
             let key = try system.createKey(user: user, tier: "pro")
             let response = try await sendJSON(
@@ -51,10 +48,7 @@ struct AdmissionIsolationTests {
                 try await connection.query("SELECT count(*) AS n FROM video_tasks WHERE user_uuid = $1", [user.uuidString])
             }
             #expect(try rows.rows.first?.int("n") == 0)
-        } catch {
-            Issue.record("\(error)\n\(system.logTails())")
         }
-        await system.stop()
     }
 
     private func sendPoisonWithThirtyValid(_ system: RunningSystem, admissionTimeout: Duration) async throws {

@@ -1,5 +1,6 @@
 import Foundation
 import ReelayCore
+import ReelayTestSupport
 import Testing
 
 /// Guards: a message that can never be handled is kept (not lost, not looping) in the dead-letter queue, `reelay dlq list`
@@ -7,8 +8,7 @@ import Testing
 @Suite("DeadLetters", .serialized)
 struct DeadLetterTests {
     @Test func poisonWebhookIsDeadLetteredListedAndReplayed() async throws {
-        let system = try await RunningSystem.start(name: "dead-letters")
-        do {
+        try await RunningSystem.run(name: "dead-letters") { system in
             // A correctly signed webhook whose body is not a prediction: accepted at the edge, poison for the finalizer.
             let body = Array(#"{"hello": "not a prediction"}"#.utf8)
             let signer = try StandardWebhook(secret: RunningStandin.secret)
@@ -48,9 +48,6 @@ struct DeadLetterTests {
             let unknown = try RunningSystem.runTool(["dlq", "replay", "--id", "no-such-id"], environment: system.environment)
             #expect(unknown.status != 0)
             #expect(unknown.output.contains("not found in the dead-letter queue: no-such-id"))
-        } catch {
-            Issue.record("\(error)\n\(system.logTails())")
         }
-        await system.stop()
     }
 }

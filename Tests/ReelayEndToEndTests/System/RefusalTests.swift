@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ReelayAMQP
 import ReelayMessaging
+import ReelayTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -16,28 +17,24 @@ struct RefusalTests {
     /// is a refusal decided in time whose verdict cannot be delivered (its reply queue is gone, as when the gateway or
     /// the broker restarted).
     @Test func refusalsCostACounterUnlessTheClientWasToldSubmitted() async throws {
-        let system = try await RunningSystem.start(
+        try await RunningSystem.run(
             name: "refusals", overrides: ["MAX_USER_ACTIVE_TASKS": "1", "ADMISSION_TIMEOUT_MS": "1500"],
-            standinEnvironment: ["STANDIN_RUN_MS": "120000"])
-        do {
+            standinEnvironment: ["STANDIN_RUN_MS": "120000"]
+        ) { system in
+            defer { system.process("scheduler")?.signal(SIGCONT) }
             try await self.refuseInTimeThenLate(system)
-        } catch {
-            Issue.record("\(error)\n\(system.logTails())")
         }
-        system.process("scheduler")?.signal(SIGCONT)
-        await system.stop()
     }
 
     /// Guards: when the submit queue is at its length limit (the scheduler is gone and the queue filled up), the broker
     /// refuses the publish and the gateway answers 503 "Queue full" with Retry-After, instead of 202 for a submission
     /// that was never queued. The limit is applied here as the policy deploy/README.md describes for existing brokers.
     @Test func aFullSubmitQueueIsAnswered503() async throws {
-        let system = try await RunningSystem.start(name: "queue-full", overrides: ["ADMISSION_TIMEOUT_MS": "300"])
-        do {
+        try await RunningSystem.run(name: "queue-full", overrides: ["ADMISSION_TIMEOUT_MS": "300"]) { system in
             let key = try system.createKey(user: UUID(), tier: "pro")
             _ = await system.process("scheduler")?.terminate()
             let vhost = try #require(system.environment["AMQP_URL"]?.split(separator: "/").last.map(String.init))
-            try RunningSystem.rabbitmqctl([
+            try Rabbitmqctl.check([
                 "set_policy", "-p", vhost, "--apply-to", "queues", "reelay-queue-limits", #"^reelay\.submit$"#, #"{"max-length": 1}"#,
             ])
             var statuses: [Int] = []
@@ -56,10 +53,7 @@ struct RefusalTests {
             #expect(refused.json["detail"].string?.contains("try again") == true, "\(refused.text)")
             #expect(refused.header("Retry-After") == "30")
             #expect(refused.header("Content-Type")?.hasPrefix("application/problem+json") == true)
-        } catch {
-            Issue.record("\(error)\n\(system.logTails())")
         }
-        await system.stop()
     }
 
     private func refuseInTimeThenLate(_ system: RunningSystem) async throws {

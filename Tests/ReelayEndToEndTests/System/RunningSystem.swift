@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import ReelayPostgres
+import ReelayTestSupport
+import Testing
 
 /// The whole of Reelay as built executables: a fresh database and RabbitMQ vhost of its own (so tests never share
 /// queues or rows), the Replicate stand-in, and the four services, wired as a deployment would wire them.
@@ -12,7 +14,8 @@ struct RunningSystem: Sendable {
     let gatewayURL: String
     let webhookURL: String
     let environment: [String: String]
-    let databaseURL: String
+    let database: ScratchDatabase
+    let vhost: ScratchVhost
     let pool: PostgresPool
     let processes: Locked<[String: ManagedProcess]>
 
@@ -21,22 +24,8 @@ struct RunningSystem: Sendable {
         -> RunningSystem
     {
         let folder = try BuiltProducts.testFolder(name)
-        let suffix = UUID().uuidString.prefix(8).lowercased()
-        let baseDatabaseURL = ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgresql://reelay@127.0.0.1:55433/reelay_test"
-        let baseAMQPURL = ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f"
-
-        // A database of its own.
-        let database = "reelay_e2e_\(suffix)"
-        let admin = PostgresPool(url: baseDatabaseURL, size: 1, name: "e2e-admin", logger: Logger(label: "e2e"))
-        _ = try await admin.withConnection { try await $0.query("CREATE DATABASE \(database)") }
-        await admin.shutdown()
-        let databaseURL = Self.replacingPath(of: baseDatabaseURL, with: "/" + database)
-
-        // A RabbitMQ vhost of its own.
-        let vhost = "reelay-e2e-\(suffix)"
-        try Self.rabbitmqctl(["add_vhost", vhost])
-        try Self.rabbitmqctl(["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"])
-        let amqpURL = Self.replacingPath(of: baseAMQPURL, with: "/" + vhost)
+        let database = try await ScratchDatabase.create("reelay_e2e")
+        let vhost = try await ScratchVhost.create("reelay-e2e")
 
         var standinEnv = ["STANDIN_RUN_MS": "1000"]
         standinEnv.merge(standinEnvironment) { $1 }
@@ -45,8 +34,8 @@ struct RunningSystem: Sendable {
         let gatewayPort = freePort()
         let webhookPort = freePort()
         var environment = [
-            "DATABASE_URL": databaseURL,
-            "AMQP_URL": amqpURL,
+            "DATABASE_URL": database.url,
+            "AMQP_URL": vhost.url,
             "REPLICATE_API_BASE_URL": standin.apiBaseURL,
             // The stand-in serves outputs over http on loopback: trusted by exact origin, as in development.
             "OUTPUT_TRUSTED_ORIGINS": standin.baseURL,
@@ -65,10 +54,10 @@ struct RunningSystem: Sendable {
         let migrate = try Self.runTool(["migrate"], environment: environment)
         guard migrate.status == 0 else { throw HarnessError("reelay migrate failed: \(migrate.output)") }
 
-        let pool = PostgresPool(url: databaseURL, size: 2, name: "e2e-checks", logger: Logger(label: "e2e"))
+        let pool = PostgresPool(url: database.url, size: 2, name: "e2e-checks", logger: Logger(label: "e2e"))
         let system = RunningSystem(
             folder: folder, standin: standin, gatewayURL: "http://127.0.0.1:\(gatewayPort)",
-            webhookURL: "http://127.0.0.1:\(webhookPort)", environment: environment, databaseURL: databaseURL, pool: pool,
+            webhookURL: "http://127.0.0.1:\(webhookPort)", environment: environment, database: database, vhost: vhost, pool: pool,
             processes: Locked([:]))
         for service in ["webhook", "scheduler", "dispatcher", "gateway"] {
             try system.startService(service)
@@ -120,15 +109,9 @@ struct RunningSystem: Sendable {
     /// Drops this run's database and RabbitMQ vhost (the logs stay in `folder`): hundreds of idle vhosts, each with its
     /// quorum queues, slow the shared test broker down for everyone.
     private func dropResources() async {
-        if let database = self.databaseURL.split(separator: "?").first?.split(separator: "/").last, database.hasPrefix("reelay_e2e_") {
-            let base = ProcessInfo.processInfo.environment["DATABASE_URL"] ?? "postgresql://reelay@127.0.0.1:55433/reelay_test"
-            let admin = PostgresPool(url: base, size: 1, name: "e2e-drop", logger: Logger(label: "e2e"))
-            _ = try? await admin.withConnection { try await $0.query("DROP DATABASE IF EXISTS \(database) WITH (FORCE)") }
-            await admin.shutdown()
-        }
-        if let vhost = self.environment["AMQP_URL"]?.split(separator: "?").first?.split(separator: "/").last, vhost.hasPrefix("reelay-e2e-") {
-            try? Self.rabbitmqctl(["delete_vhost", String(vhost)])
-        }
+        await self.database.drop()
+        let vhost = self.vhost
+        await onOwnThread { vhost.drop() }
     }
 
     func logTails(lines: Int = 15) -> String {
@@ -138,45 +121,24 @@ struct RunningSystem: Sendable {
 
     // MARK: helpers
 
-    static func runTool(_ arguments: [String], environment: [String: String]) throws -> (status: Int32, stdout: String, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: BuiltProducts.path("reelay"))
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        let err = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let outText = String(decoding: out, as: UTF8.self)
-        return (process.terminationStatus, outText, outText + String(decoding: err, as: UTF8.self))
+    /// Runs the ops CLI (`reelay`) with the system's `environment`, to its end.
+    static func runTool(_ arguments: [String], environment: [String: String]) throws -> CommandResult {
+        try runCommand(BuiltProducts.path("reelay"), arguments, environment: environment)
     }
 
-    static func rabbitmqctl(_ arguments: [String]) throws {
-        let node = ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "REELAY_RABBITMQ_NODE-is-unset-run-scripts-test"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/rabbitmqctl")
-        process.arguments = ["-q", "-n", node] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw HarnessError("rabbitmqctl \(arguments.joined(separator: " ")) failed: \(text)")
+    /// Starts a system (see `start`), runs `body`, and always stops it. An error thrown by `body` is recorded with the
+    /// last `logLines` lines of every service's log and the stand-in's, so a failure says where to look.
+    static func run(
+        name: String, overrides: [String: String] = [:], standinEnvironment: [String: String] = [:], logLines: Int = 15,
+        _ body: (RunningSystem) async throws -> Void
+    ) async throws {
+        let system = try await Self.start(name: name, overrides: overrides, standinEnvironment: standinEnvironment)
+        do {
+            try await body(system)
+        } catch {
+            Issue.record(
+                "\(error)\n\(system.logTails(lines: logLines))\n--- standin\n\(system.standin.process.logTail(lines: logLines))")
         }
-    }
-
-    /// `scheme://authority/old?query` -> `scheme://authority<path>?query`.
-    static func replacingPath(of url: String, with path: String) -> String {
-        guard let schemeEnd = url.range(of: "://") else { return url }
-        let rest = url[schemeEnd.upperBound...]
-        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
-        let query = rest[authorityEnd...].firstIndex(of: "?").map { String(rest[$0...]) } ?? ""
-        return String(url[..<schemeEnd.upperBound]) + rest[..<authorityEnd] + path + query
+        await system.stop()
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ReelayHTTPClient
 import ReelayPostgres
+import ReelayTestSupport
 import Testing
 
 /// The built executables as processes, driven over HTTP as a frontend and as Replicate would.
@@ -14,14 +15,9 @@ struct SystemTests {
     /// Replicate; no user exceeds MAX_USER_ACTIVE_TASKS; a 4th submission over the user limit gets 429; among tasks waiting
     /// at the same time, higher tiers are dispatched first; each task ran exactly one prediction.
     @Test func thirtyTasksFromTenUsersOfMixedTiers() async throws {
-        let system = try await RunningSystem.start(
-            name: "thirty-tasks", overrides: ["MAX_CONCURRENT_TASKS": "5", "MAX_USER_ACTIVE_TASKS": "3"])
-        do {
-            try await self.runThirtyTasks(system)
-        } catch {
-            Issue.record("\(error)\n\(system.logTails())")
+        try await RunningSystem.run(name: "thirty-tasks", overrides: ["MAX_CONCURRENT_TASKS": "5", "MAX_USER_ACTIVE_TASKS": "3"]) {
+            try await self.runThirtyTasks($0)
         }
-        await system.stop()
     }
 
     private func runThirtyTasks(_ system: RunningSystem) async throws {
@@ -45,8 +41,8 @@ struct SystemTests {
                         let raw = try await client.request(
                             method: "POST", url: system.gatewayURL + "/v1/tasks",
                             headers: [("Authorization", "Bearer \(entry.key)"), ("Content-Type", "application/json")],
-                            body: Array(try JSONSerialization.data(withJSONObject: body)), timeout: .seconds(20))
-                        let response = JSONResponse(status: raw.status, headers: raw.headers, body: raw.body, json: JSON(bytes: raw.body))
+                            body: try JSON.encode(body), timeout: .seconds(20))
+                        let response = JSONResponse(raw)
                         guard response.status == 202, let id = response.json["id"].string else {
                             throw HarnessError("submission answered \(response.status): \(response.text)")
                         }

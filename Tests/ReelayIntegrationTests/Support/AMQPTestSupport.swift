@@ -1,21 +1,18 @@
 import Foundation
 import Logging
+import ReelayTestSupport
 import Synchronization
 import Testing
 
 @testable import ReelayAMQP
 
-/// Broker settings and helpers for the AMQP integration tests (broker from `scripts/servers.sh up test`).
+/// Broker settings and helpers for the AMQP integration tests (broker from `scripts/servers.sh up test`); the generic
+/// parts (polling, rabbitmqctl, threads, teardown) are ReelayTestSupport's.
 enum AMQPTestSupport {
     static var url: AMQPURL {
         get throws {
-            try AMQPURL(ProcessInfo.processInfo.environment["AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5673/%2f")
+            try AMQPURL(TestServers.amqpURL)
         }
-    }
-
-    /// The broker's Erlang node, for rabbitmqctl.
-    static var node: String {
-        ProcessInfo.processInfo.environment["REELAY_RABBITMQ_NODE"] ?? "REELAY_RABBITMQ_NODE-is-unset-run-scripts-test"
     }
 
     static func logger(_ label: String) -> Logger {
@@ -29,20 +26,12 @@ enum AMQPTestSupport {
         "amqp-test.\(role).\(UUID().uuidString.lowercased())"
     }
 
-    /// Runs blocking librabbitmq work on a thread of its own, never on the cooperative pool.
-    static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread {
-                continuation.resume(with: Result { try body() })
-            }
-            thread.start()
-        }
-    }
-
-    /// Runs `body` on a fresh admin connection (on its own thread).
-    static func admin<T: Sendable>(_ body: @escaping @Sendable (AMQPConnection) throws -> T) async throws -> T {
-        let url = try self.url
-        return try await self.onThread {
+    /// Runs `body` on a fresh admin connection to `url` (default: the test broker's default vhost), on its own thread.
+    static func admin<T: Sendable>(
+        _ url: AMQPURL? = nil, _ body: @escaping @Sendable (AMQPConnection) throws -> T
+    ) async throws -> T {
+        let url = try url ?? self.url
+        return try await onOwnThread {
             let connection = try AMQPConnection(url: url, name: "amqp-test-admin")
             defer { connection.close() }
             return try body(connection)
@@ -54,48 +43,22 @@ enum AMQPTestSupport {
         try await self.admin { try $0.messageCount(queue: queue) }
     }
 
-    /// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
-    static func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while ContinuousClock.now < deadline {
-            if try await condition() {
-                return true
-            }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return try await condition()
+    /// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held (`waitUntil`).
+    static func eventually(
+        timeout: Duration = .seconds(10), isolation: isolated (any Actor)? = #isolation, _ condition: () async throws -> Bool
+    ) async rethrows -> Bool {
+        try await waitUntil(timeout: timeout, condition)
     }
 
     /// Runs `rabbitmqctl -n <node> <arguments>`; returns its exit status.
     @discardableResult
     static func rabbitmqctl(_ arguments: String...) async throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["rabbitmqctl", "-q", "-n", self.node] + arguments
-        process.standardOutput = FileHandle.nullDevice
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
-            process.terminationHandler = { process in
-                continuation.resume(returning: process.terminationStatus)
-            }
-            do {
-                try process.run()
-            } catch {
-                continuation.resume(throwing: error)
-            }
-        }
+        try await Rabbitmqctl.status(arguments)
     }
 
     /// Creates clients and names for one test, and always shuts the clients down (first) and deletes what the test created.
     static func withContext<T: Sendable>(_ body: (AMQPTestContext) async throws -> T) async throws -> T {
-        let context = AMQPTestContext()
-        do {
-            let result = try await body(context)
-            await context.tearDown()
-            return result
-        } catch {
-            await context.tearDown()
-            throw error
-        }
+        try await withTearDown(AMQPTestContext(), tearDown: { await $0.tearDown() }, body)
     }
 }
 
@@ -206,22 +169,13 @@ actor AMQPDeliveryCollector {
 
     /// Waits until at least `count` deliveries arrived (or `timeout`); returns all so far.
     func waitFor(count: Int, timeout: Duration = .seconds(15)) async -> [AMQPDelivery] {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while self.deliveries.count < count && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
+        _ = await waitUntil(timeout: timeout, every: .milliseconds(20)) { self.deliveries.count >= count }
         return self.deliveries
     }
 
     /// Waits until a delivery matching `predicate` arrived (or `timeout`).
     func waitFor(timeout: Duration = .seconds(15), _ predicate: (AMQPDelivery) -> Bool) async -> AMQPDelivery? {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while ContinuousClock.now < deadline {
-            if let match = self.deliveries.first(where: predicate) {
-                return match
-            }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
+        _ = await waitUntil(timeout: timeout, every: .milliseconds(20)) { self.deliveries.contains(where: predicate) }
         return self.deliveries.first(where: predicate)
     }
 }

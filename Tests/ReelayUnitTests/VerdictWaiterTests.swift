@@ -1,8 +1,8 @@
 import Foundation
 import Logging
-import ReelayAMQP
 import ReelayMessaging
 import ReelayService
+import ReelayTestSupport
 import Synchronization
 import Testing
 
@@ -234,10 +234,4 @@ final class LateRejectionLog: Sendable {
         }
         #expect(small.lateCount == 2, "about 4 KB each within 10 KB")
     }
-}
-
-func reply(_ body: [UInt8], correlationID: String?) -> AMQPDelivery {
-    AMQPDelivery(
-        body: body, exchange: "", routingKey: "reelay.replies.test", queue: "reelay.replies.test", redelivered: false,
-        properties: AMQPProperties(correlationID: correlationID), deliveryTag: 1, generation: 1)
 }
