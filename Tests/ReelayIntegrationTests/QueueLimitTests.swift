@@ -13,8 +13,7 @@ import Testing
 struct QueueLimitTests {
     /// Creates a vhost, runs `body` with its URL, deletes the vhost.
     static func withVhost<T: Sendable>(_ label: String, _ body: (AMQPURL) async throws -> T) async throws -> T {
-        let vhost = try await ScratchVhost.create("reelay-it-\(label)")
-        return try await withTearDown(vhost, tearDown: { vhost in await onOwnThread { vhost.drop() } }) { try await body(try AMQPURL($0.url)) }
+        try await ScratchVhost.with("reelay-it-\(label)") { try await body(try AMQPURL($0.url)) }
     }
 
     static func command() -> SubmitTaskCommand {

@@ -42,6 +42,11 @@ public struct ScratchVhost: Sendable {
         return ScratchVhost(name: name, url: TestServers.replacingPath(of: base, with: "/" + name))
     }
 
+    /// Creates a vhost, runs `body` with it, and always deletes it.
+    public static func with<T>(_ prefix: String, _ body: (ScratchVhost) async throws -> T) async throws -> T {
+        try await withTearDown(try await Self.create(prefix), tearDown: { vhost in await onOwnThread { vhost.drop() } }, body)
+    }
+
     /// Deletes the vhost and everything in it (hundreds of idle vhosts slow the shared test broker down); errors are
     /// ignored. Blocking (about a second), so that a `defer` can call it; `onOwnThread` where that matters.
     public func drop() {
