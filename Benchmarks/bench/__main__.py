@@ -193,7 +193,8 @@ def main() -> int:
             for depth in plan["depths"]:
                 sample_load()
                 log(f"Reelay: submit -> create and scheduling passes at {depth:,} pending")
-                result = reelay.depth(depth, RATE, plan["depth_seconds"], plan["pass_window"])
+                result = reelay.depth(depth, RATE, plan["depth_seconds"], plan["pass_window"],
+                                      drain=max(120.0, 300.0 * depth / 1_000_000))
                 results["reelay"]["depth"][str(depth)] = result
                 log(f"  at {depth:,}: submit->create {result['submit_to_create_ms']}; "
                     f"pass with the backlog due {result['due_backlog']['scheduling_pass_ms']}")

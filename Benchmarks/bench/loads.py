@@ -61,8 +61,8 @@ async def _submit(session: aiohttp.ClientSession, key: str) -> Answer:
 
 async def _ticker(label: str, answers: list[Answer], until: float) -> None:
     started = time.monotonic()
-    while time.monotonic() < until:
-        await asyncio.sleep(min(5.0, max(0.1, until - time.monotonic())))
+    while until - time.monotonic() > 1:
+        await asyncio.sleep(min(5.0, until - time.monotonic()))
         done = len(answers)
         ok = sum(1 for a in answers if a.admitted)
         log(f"  {label}: {time.monotonic() - started:4.0f} s, {done} answers, {ok} admitted")

@@ -87,17 +87,23 @@ class ReelayBench:
         return list(by_xid.values())
 
     def _warm(self, count: int = 10) -> None:
+        """A few tasks all the way through (connections, caches); then the stand-in forgets them, so its counters (peak
+        of running predictions) and its list hold the measured tasks only."""
         answers = asyncio.run(loads.burst(self.url, self.inst.keys, count, clients=count))
         ids = [a.task_id for a in answers if a.status == 202]
         if len(ids) < count:
             raise RuntimeError(f"warm-up: {count - len(ids)} of {count} submissions refused: "
                                f"{[a.error for a in answers if a.status != 202][:2]}")
-        wait_until(lambda: self._done(ids) == len(ids), 60)
+        if not wait_until(lambda: self._done(ids, terminal=True) == len(ids), 120):
+            raise RuntimeError("warm-up: the tasks did not finish within 120 s")
+        self.inst.standin_post("/_standin/reset")
 
-    def _done(self, ids: list[str]) -> int:
+    def _done(self, ids: list[str], terminal: bool = False) -> int:
+        """How many of these tasks have had their create (or, with `terminal`, have finished)."""
+        unfinished = "('pending', 'dispatching', 'processing')" if terminal else "('pending', 'dispatching')"
         with self.inst.db() as conn:
             return conn.execute(
-                "SELECT count(*) FROM video_tasks WHERE id = ANY(%s::uuid[]) AND status NOT IN ('pending', 'dispatching')",
+                f"SELECT count(*) FROM video_tasks WHERE id = ANY(%s::uuid[]) AND status NOT IN {unfinished}",
                 [ids]).fetchone()[0]
 
     # ----- 1. intake -----
@@ -171,7 +177,8 @@ class ReelayBench:
         with self.inst.db() as conn:
             received = dict(conn.execute(
                 "SELECT prediction_id, min(extract(epoch FROM received_at))::float8 FROM webhook_deliveries "
-                "WHERE prediction_id IS NOT NULL GROUP BY prediction_id").fetchall())
+                "WHERE prediction_id IS NOT NULL AND prediction_status IN ('succeeded', 'failed', 'canceled', 'aborted') "
+                "GROUP BY prediction_id").fetchall())
         events = self._events(begin - 5)
         freed = {}
         claimed = {}
@@ -197,11 +204,13 @@ class ReelayBench:
 
     # ----- 3 and 4. submit -> create -----
 
-    def _submit_to_create(self, label: str, rate: float, duration: float, key_offset: int = 0) -> dict:
-        answers = asyncio.run(loads.paced(self.url, self.inst.keys, rate, duration, label, key_offset))
+    def _submit_to_create(self, label: str, rate: float, duration: float, drain: float = 120) -> dict:
+        answers = asyncio.run(loads.paced(self.url, self.inst.keys, rate, duration, label))
         accepted = [a for a in answers if a.status == 202 and a.task_id]
         ids = [a.task_id for a in accepted]
-        drained = wait_until(lambda: self._done(ids) == len(ids), 120, every=0.5)
+        if self._done(ids) < len(ids):
+            log(f"  {label}: waiting (at most {drain:.0f} s) for the creates of {len(ids) - self._done(ids)} tasks")
+        drained = wait_until(lambda: self._done(ids) == len(ids), drain, every=0.5)
         predictions = self.inst.predictions()
         first_create = {}
         for p in predictions:
@@ -218,6 +227,9 @@ class ReelayBench:
             "answered_submitted": sum(1 for a in accepted if a.task_status == "submitted"),
             "refused": collections.Counter(str(a.status) for a in answers if a.status != 202),
             "peak_running_at_standin": stats.get("peak_running"), "drained": drained, "rate_per_s": rate,
+            # How far behind the creates were when the submissions stopped: the last create after the last send.
+            "last_create_after_last_send_s": round(max(first_create.get(a.task_id, 0) for a in accepted)
+                                                   - max(a.sent for a in answers), 2) if accepted else None,
         }
 
     def free_slot(self, rate: float, duration: float) -> dict:
@@ -244,7 +256,7 @@ class ReelayBench:
             conn.execute(
                 f"""INSERT INTO video_tasks (id, user_uuid, status, input_image_url, prompt, priority, retry_count, attempt,
                         created_at, updated_at, model, tier, not_before)
-                    SELECT gen_random_uuid(), ('{SEED_USER_PREFIX}' || lpad(to_hex(1 + g % {SEED_USERS}), 12, '0'))::uuid,
+                    SELECT gen_random_uuid(), ('{SEED_USER_PREFIX}' || lpad(to_hex(1 + g %% {SEED_USERS}), 12, '0'))::uuid,
                         'pending', 'https://example.com/seed.png', 'a seeded backlog task, number ' || g, 10, 1, 1,
                         now() - interval '1 hour' + g * (interval '3600 seconds' / {pending}), now(), %s, 'free',
                         now() + interval '1 day'
@@ -257,7 +269,7 @@ class ReelayBench:
             conn.execute("VACUUM ANALYZE task_events")
         return time.monotonic() - began
 
-    def depth(self, pending: int, rate: float, duration: float, pass_window: float) -> dict:
+    def depth(self, pending: int, rate: float, duration: float, pass_window: float, drain: float = 120) -> dict:
         settings = dict(COMMON, **UNTHROTTLED)
         standin = {"STANDIN_RUN_MS": "1", **STANDIN_UNTHROTTLED}
         name = f"depth-{pending}"
@@ -268,7 +280,7 @@ class ReelayBench:
 
         def measure() -> dict:
             self._warm()
-            return self._submit_to_create(f"submit->create at {pending:,}", rate, duration)
+            return self._submit_to_create(f"submit->create at {pending:,}", rate, duration, drain)
 
         result = self._run(name, settings, standin, measure)
         result["seed_seconds"] = round(seconds, 1)

@@ -323,6 +323,12 @@ class Instance:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return json.loads(answer.read())
 
+    def standin_post(self, path: str) -> dict:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.standin_port}{path}", data=b"{}", method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
     def predictions(self) -> list[dict]:
         """Every prediction the stand-in holds (its own timestamps), oldest first, with the task id from its webhook URL."""
         out: list[dict] = []
