@@ -118,13 +118,19 @@ class CeleryBench:
             for n in per
         ]
         total = after = 0
-        for child in children:
-            out, _ = child.communicate(timeout=duration + 120)
-            if child.returncode != 0:
-                raise RuntimeError(f"a Celery producer failed; see {self.logs / 'celery-producer.log'}")
-            result = json.loads(out.strip().splitlines()[-1])
-            total += result["count"]
-            after += result["after_window"]
+        try:
+            for child in children:
+                out, _ = child.communicate(timeout=duration + 120)
+                if child.returncode != 0:
+                    raise RuntimeError(f"a Celery producer failed; see {self.logs / 'celery-producer.log'}")
+                result = json.loads(out.strip().splitlines()[-1])
+                total += result["count"]
+                after += result["after_window"]
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
         time.sleep(0.5)
         queued = self.queued()
         self.purge()

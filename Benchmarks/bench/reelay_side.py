@@ -208,8 +208,9 @@ class ReelayBench:
         answers = asyncio.run(loads.paced(self.url, self.inst.keys, rate, duration, label))
         accepted = [a for a in answers if a.status == 202 and a.task_id]
         ids = [a.task_id for a in accepted]
-        if self._done(ids) < len(ids):
-            log(f"  {label}: waiting (at most {drain:.0f} s) for the creates of {len(ids) - self._done(ids)} tasks")
+        missing = len(ids) - self._done(ids)
+        if missing > 0:
+            log(f"  {label}: waiting (at most {drain:.0f} s) for the creates of {missing} tasks")
         drained = wait_until(lambda: self._done(ids) == len(ids), drain, every=0.5)
         predictions = self.inst.predictions()
         first_create = {}
