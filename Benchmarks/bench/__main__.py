@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 FULL = dict(reps=3, intake_warmup=3, intake_seconds=15, pgbench_seconds=10, celery_seconds=10, turnover_tasks=305,
             turnover_run_ms=250, paced_seconds=30, depths=[1_000, 100_000, 1_000_000], depth_seconds=20, pass_window=10,
-            rate_observe=75)
+            rate_observe=75, singles=10)
 QUICK = dict(reps=1, intake_warmup=2, intake_seconds=8, pgbench_seconds=5, celery_seconds=5, turnover_tasks=105,
              turnover_run_ms=250, paced_seconds=15, depths=[1_000, 100_000], depth_seconds=10, pass_window=5,
-             rate_observe=62)
+             rate_observe=62, singles=5)
 CLIENTS = 32
 USERS = 200
 RATE = 20.0
@@ -54,6 +54,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", help="where to write the figures (default Benchmarks/results.json)")
     parser.add_argument("--note", action="append", default=[], help="a line for the report (e.g. what else ran)")
     parser.add_argument("--only", help="comma-separated phases: pgbench,celery,intake,turnover,free-slot,depth,rate")
+    parser.add_argument("--from-json", metavar="PATH",
+                        help="measure nothing: print the table and rewrite the report from a results file of a run")
     return parser.parse_args()
 
 
@@ -88,6 +90,13 @@ def main() -> int:
                                                           else ROOT / "BENCHMARKS.md")
     json_path = Path(args.json) if args.json else (bench_dir / "results-quick.json" if args.quick
                                                    else ROOT / "Benchmarks" / "results.json")
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        rows = report.figures(results)
+        print(report.table(rows))
+        markdown.write_text(report.markdown(results, rows, Path(args.from_json), ROOT))
+        log(f"report rewritten in {markdown} from {args.from_json}")
+        return 0
 
     def terminate(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -194,7 +203,7 @@ def main() -> int:
                 sample_load()
                 log(f"Reelay: submit -> create and scheduling passes at {depth:,} pending")
                 result = reelay.depth(depth, RATE, plan["depth_seconds"], plan["pass_window"],
-                                      drain=max(120.0, 300.0 * depth / 1_000_000))
+                                      drain=max(120.0, 300.0 * depth / 1_000_000), singles=plan["singles"])
                 results["reelay"]["depth"][str(depth)] = result
                 log(f"  at {depth:,}: submit->create {result['submit_to_create_ms']}; "
                     f"pass with the backlog due {result['due_backlog']['scheduling_pass_ms']}")

@@ -80,7 +80,8 @@ def versions(root: Path, instance: Instance) -> dict:
         fsync = conn.execute("SHOW fsync").fetchone()[0]
         sync_commit = conn.execute("SHOW synchronous_commit").fetchone()[0]
     commit = _run(["git", "rev-parse", "--short=12", "HEAD"], root)
-    dirty = bool(_run(["git", "status", "--porcelain", "--untracked-files=no"], root))
+    # Changes to what is measured (not to the benchmark itself).
+    dirty = bool(_run(["git", "status", "--porcelain", "--", "Package.swift", "Shared", "Services", "Tools"], root))
     return {
         "reelay_commit": commit + (" (with uncommitted changes)" if dirty else ""),
         "swift": next((line for line in swift if "Swift version" in line), swift[0] if swift else "?"),

@@ -35,12 +35,12 @@ class Answer:
         return self.status == 202 and self.task_status not in (None, "submitted")
 
 
-def _session(url: str, limit: int) -> aiohttp.ClientSession:
+def client_session(url: str, limit: int) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=None, enable_cleanup_closed=True)
     return aiohttp.ClientSession(base_url=url, connector=connector, timeout=aiohttp.ClientTimeout(total=60))
 
 
-async def _submit(session: aiohttp.ClientSession, key: str) -> Answer:
+async def submit(session: aiohttp.ClientSession, key: str) -> Answer:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     sent = time.time()
     try:
@@ -71,7 +71,7 @@ async def _ticker(label: str, answers: list[Answer], until: float) -> None:
 async def closed_loop(url: str, keys: list[str], clients: int, warmup: float, duration: float, label: str) -> dict:
     """`clients` concurrent clients for warmup + duration seconds; keys are used round robin across all requests."""
     answers: list[Answer] = []
-    async with _session(url, clients) as session:
+    async with client_session(url, clients) as session:
         start = time.time()
         window_start, window_end = start + warmup, start + warmup + duration
         stop_at = time.monotonic() + warmup + duration
@@ -79,7 +79,7 @@ async def closed_loop(url: str, keys: list[str], clients: int, warmup: float, du
         async def client(index: int) -> None:
             n = index
             while time.monotonic() < stop_at:
-                answers.append(await _submit(session, keys[n % len(keys)]))
+                answers.append(await submit(session, keys[n % len(keys)]))
                 n += clients
 
         ticker = asyncio.create_task(_ticker(label, answers, stop_at))
@@ -92,13 +92,13 @@ async def paced(url: str, keys: list[str], rate: float, duration: float, label: 
     """One submission every 1/rate seconds for `duration`, each on schedule (open loop)."""
     answers: list[Answer] = []
     count = int(rate * duration)
-    async with _session(url, 256) as session:
+    async with client_session(url, 256) as session:
         begin = time.monotonic() + 0.2
         pending = []
         ticker = asyncio.create_task(_ticker(label, answers, begin + duration))
 
         async def one(i: int) -> None:
-            answers.append(await _submit(session, keys[(key_offset + i) % len(keys)]))
+            answers.append(await submit(session, keys[(key_offset + i) % len(keys)]))
 
         for i in range(count):
             delay = begin + i / rate - time.monotonic()
@@ -113,12 +113,12 @@ async def paced(url: str, keys: list[str], rate: float, duration: float, label: 
 async def burst(url: str, keys: list[str], count: int, clients: int = 32) -> list[Answer]:
     """`count` submissions as fast as `clients` clients can send them."""
     answers: list[Answer] = []
-    async with _session(url, clients) as session:
+    async with client_session(url, clients) as session:
         queue = iter(range(count))
 
         async def client() -> None:
             for i in queue:
-                answers.append(await _submit(session, keys[i % len(keys)]))
+                answers.append(await submit(session, keys[i % len(keys)]))
 
         await asyncio.gather(*(client() for _ in range(clients)))
     return answers

@@ -233,6 +233,28 @@ class ReelayBench:
                                                    - max(a.sent for a in answers), 2) if accepted else None,
         }
 
+    def _one_at_a_time(self, count: int, timeout: float = 60) -> dict:
+        """Submit → create with nothing else in flight: each submission is sent once the last one's create has arrived."""
+        sent: dict[str, float] = {}
+
+        async def run() -> None:
+            async with loads.client_session(self.url, 1) as session:
+                for i in range(count):
+                    answer = await loads.submit(session, self.inst.keys[i % len(self.inst.keys)])
+                    if answer.status != 202 or not answer.task_id:
+                        continue
+                    sent[answer.task_id] = answer.sent
+                    deadline = time.monotonic() + timeout
+                    while self._done([answer.task_id]) == 0 and time.monotonic() < deadline:
+                        await asyncio.sleep(0.01)
+
+        asyncio.run(run())
+        first_create = {}
+        for p in self.inst.predictions():
+            if p["_task"] in sent and p["_task"] not in first_create:
+                first_create[p["_task"]] = p["_created"]
+        return summary_ms([first_create[t] - sent[t] for t in sent if t in first_create])
+
     def free_slot(self, rate: float, duration: float) -> dict:
         settings = dict(COMMON, **UNTHROTTLED)
 
@@ -270,7 +292,8 @@ class ReelayBench:
             conn.execute("VACUUM ANALYZE task_events")
         return time.monotonic() - began
 
-    def depth(self, pending: int, rate: float, duration: float, pass_window: float, drain: float = 120) -> dict:
+    def depth(self, pending: int, rate: float, duration: float, pass_window: float, drain: float = 120,
+              singles: int = 10) -> dict:
         settings = dict(COMMON, **UNTHROTTLED)
         standin = {"STANDIN_RUN_MS": "1", **STANDIN_UNTHROTTLED}
         name = f"depth-{pending}"
@@ -281,7 +304,11 @@ class ReelayBench:
 
         def measure() -> dict:
             self._warm()
-            return self._submit_to_create(f"submit->create at {pending:,}", rate, duration, drain)
+            log(f"  depth {pending:,}: {singles} submissions one at a time")
+            alone = self._one_at_a_time(singles)
+            measured = self._submit_to_create(f"submit->create at {pending:,}", rate, duration, drain)
+            measured["one_at_a_time_ms"] = alone
+            return measured
 
         result = self._run(name, settings, standin, measure)
         result["seed_seconds"] = round(seconds, 1)
