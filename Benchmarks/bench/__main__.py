@@ -52,7 +52,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep-servers", action="store_true", help="leave PostgreSQL and RabbitMQ running at the end")
     parser.add_argument("--markdown", help="where to write the report (default BENCHMARKS.md; --quick: .reelay/bench/)")
     parser.add_argument("--json", help="where to write the figures (default Benchmarks/results.json)")
-    parser.add_argument("--note", action="append", default=[], help="a line for the report (e.g. what else ran)")
+    parser.add_argument("--note", action="append", default=[],
+                        help="a line for the report (e.g. what else ran); with --from-json, replaces the run's notes")
     parser.add_argument("--only", help="comma-separated phases: pgbench,celery,intake,turnover,free-slot,depth,rate")
     parser.add_argument("--from-json", metavar="PATH",
                         help="measure nothing: print the table and rewrite the report from a results file of a run")
@@ -92,8 +93,12 @@ def main() -> int:
                                                    else ROOT / "Benchmarks" / "results.json")
     if args.from_json:
         results = json.loads(Path(args.from_json).read_text())
+        if args.note:
+            results["meta"]["notes"] = args.note
         rows = report.figures(results)
         print(report.table(rows))
+        results["figures"] = rows
+        Path(args.from_json).write_text(json.dumps(results, indent=2, default=str) + "\n")
         markdown.write_text(report.markdown(results, rows, Path(args.from_json), ROOT))
         log(f"report rewritten in {markdown} from {args.from_json}")
         return 0
