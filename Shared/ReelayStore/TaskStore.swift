@@ -268,18 +268,18 @@ public struct TaskStore: Sendable {
         atLeast minimumDelay: Duration? = nil
     ) async throws -> TaskRecord? {
         guard let task = try await self.task(id: taskID), task.attempt == attempt, from.contains(task.status) else { return nil }
-        if task.retryCount >= maxRetries {
-            return try await self.transition(
-                taskID: taskID, attempt: attempt, from: from, to: .failed,
-                reason: "retries exhausted (\(maxRetries)): \(reason)",
-                changes: TaskChanges(errorMessage: "Gave up after \(maxRetries) retries: \(reason)"))
-        }
         var rng = SystemRandomNumberGenerator()
-        let delay = max(backoff.delay(retry: task.retryCount, using: &rng), minimumDelay ?? .zero)
-        return try await self.transition(
-            taskID: taskID, attempt: attempt, from: from, to: .pending,
-            reason: "retry \(task.retryCount + 1) of \(maxRetries) in \(delay.seconds) s: \(reason)",
-            changes: TaskChanges(errorMessage: reason, retryIncrement: 1, priorityIncrement: 10, notBefore: delay))
+        switch RetryDecision.decide(
+            retryCount: task.retryCount, maxRetries: maxRetries, reason: reason, backoff: backoff, atLeast: minimumDelay, using: &rng)
+        {
+        case .giveUp(let historyReason, let message):
+            return try await self.transition(
+                taskID: taskID, attempt: attempt, from: from, to: .failed, reason: historyReason, changes: TaskChanges(errorMessage: message))
+        case .retry(let delay, let historyReason, let message, let priorityBonus):
+            return try await self.transition(
+                taskID: taskID, attempt: attempt, from: from, to: .pending, reason: historyReason,
+                changes: TaskChanges(errorMessage: message, retryIncrement: 1, priorityIncrement: priorityBonus, notBefore: delay))
+        }
     }
 
     /// Marks a cancel request; a pending task is canceled at once. Returns the task after the change, and whether it
@@ -370,6 +370,16 @@ public struct TaskStore: Sendable {
         _ = try await connection.query(
             "INSERT INTO task_events (task_id, from_status, to_status, attempt, reason) VALUES ($1, $2, $3, $4, $5)",
             [taskID.uuidString, from?.rawValue, to.rawValue, String(attempt), reason])
+    }
+}
+
+extension TaskRecord {
+    /// What the workers' decisions (`DispatchDecision`, `WebhookDecision`, `SweepDecision`) read of this row.
+    public var snapshot: TaskSnapshot {
+        TaskSnapshot(
+            id: self.id, status: self.status, attempt: self.attempt, retryCount: self.retryCount, replicateTaskID: self.replicateTaskID,
+            createAttemptedAt: self.createAttemptedAt, cancelRequestedAt: self.cancelRequestedAt, dispatchedAt: self.dispatchedAt,
+            createdAt: self.createdAt)
     }
 }
 
