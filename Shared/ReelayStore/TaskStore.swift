@@ -48,7 +48,7 @@ public struct TaskStore: Sendable {
         }
     }
 
-    /// 1-based position among pending tasks in dispatch order, or nil when the task is not pending.
+    /// 1-based position among pending tasks in dispatch order (`Priority.runsBefore`), or nil when the task is not pending.
     public func queuePosition(of task: TaskRecord, agingSeconds: Int) async throws -> Int? {
         guard task.status == .pending else { return nil }
         return try await self.pool.withConnection { connection in
@@ -56,7 +56,8 @@ public struct TaskStore: Sendable {
                 """
                 SELECT count(*) + 1 AS position FROM video_tasks o, video_tasks t
                 WHERE t.id = $1 AND o.status = 'pending' AND o.id <> t.id
-                  AND ((\(Self.rank("o")) > \(Self.rank("t"))) OR (\(Self.rank("o")) = \(Self.rank("t")) AND o.created_at < t.created_at))
+                  AND ((\(Self.rank("o")) > \(Self.rank("t")))
+                    OR (\(Self.rank("o")) = \(Self.rank("t")) AND (o.created_at, o.id) < (t.created_at, t.id)))
                 """,
                 [task.id.uuidString, String(agingSeconds)])
             return try result.rows.first?.int("position")
@@ -77,9 +78,14 @@ public struct TaskStore: Sendable {
         }
     }
 
-    /// The effective priority of a pending row as SQL: stored priority plus a point per `$2` seconds waited (0 = off).
+    /// The effective priority of a pending row as SQL: `Priority.effective` (stored priority plus a point per `$2` seconds
+    /// waited, 0 = off; a wait that is negative, a `created_at` ahead of the database's clock, adds nothing). Ordered by
+    /// it, then `created_at`, then `id`, rows come out as `Priority.runsBefore` orders them (`DispatchOrderTests`).
     static func rank(_ alias: String) -> String {
-        "(\(alias).priority + CASE WHEN $2::int > 0 THEN floor(extract(epoch FROM now() - \(alias).created_at) / $2::int)::int ELSE 0 END)"
+        """
+        (\(alias).priority + CASE WHEN $2::int > 0 \
+        THEN greatest(0, floor(extract(epoch FROM now() - \(alias).created_at) / $2::int))::int ELSE 0 END)
+        """
     }
 
     // MARK: Admission (scheduler): TaskAdmission.swift
