@@ -7,9 +7,10 @@ import ReelayMessaging
 import ReelayService
 import ReelayStore
 
-/// Every outbound call to Replicate. Create is not idempotent at Replicate, so a create is recorded before it is sent,
-/// and an attempt whose create outcome is unknown is looked up (by the task and attempt in its webhook URL) instead of
-/// being sent again.
+/// Every outbound call to Replicate. What to do at each step is `DispatchDecision`'s (ReelayCore, unit-tested): create
+/// is not idempotent at Replicate, so a create is recorded before it is sent, and an attempt whose create outcome is
+/// unknown is looked up (by the task and attempt in its webhook URL) instead of being sent again. This type reads rows,
+/// calls Replicate and runs the actions.
 struct Dispatcher: Sendable {
     let configuration: ReelayConfiguration
     let store: TaskStore
@@ -30,47 +31,27 @@ struct Dispatcher: Sendable {
     // MARK: create
 
     private func create(_ command: PredictionCommand) async throws {
-        guard let current = try await self.store.task(id: command.taskID), current.status == .dispatching,
-            current.attempt == command.attempt
-        else { return }  // a stale command: the task moved on
-        if current.createAttemptedAt != nil {
-            // A create was already attempted for this attempt (a redelivery after a crash, or a re-sent command): never
-            // create twice; find out what happened instead.
-            return try await self.reconcile(command)
-        }
+        let current = try await self.store.task(id: command.taskID)
+        let decided = DispatchDecision.createCommand(task: current?.snapshot, attempt: command.attempt)
+        guard decided == .beginCreate else { return try await self.run(decided, command) }
         try await self.waitForCreateToken()
-        guard let task = try await self.store.beginCreate(
-            taskID: command.taskID, attempt: command.attempt, lease: self.configuration.dispatchLease)
-        else {
-            return  // another dispatcher took this attempt while we waited for a token
-        }
-        var metadata: Logger.Metadata = ["task.id": "\(task.id)", "task.attempt": "\(task.attempt)"]
-        if task.cancelRequestedAt != nil {
-            try await self.finish(task, to: .canceled, reason: "canceled before it reached Replicate", message: "Canceled by the user")
-            return
-        }
-        let input = self.modelInput(for: task)
+        let begun = try await self.store.beginCreate(taskID: command.taskID, attempt: command.attempt, lease: self.configuration.dispatchLease)
+        let next = DispatchDecision.createBegun(task: begun?.snapshot)
+        guard next == .sendCreate, let task = begun else { return try await self.run(next, command) }
+        let metadata: Logger.Metadata = ["task.id": "\(task.id)", "task.attempt": "\(task.attempt)"]
         let webhook = WebhookURL.make(base: self.configuration.webhookPublicURL, taskID: task.id, attempt: task.attempt)
-        let outcome = await self.replicate.create(
-            model: self.configuration.replicateModel, input: input, webhook: webhook, events: ["start", "completed"])
-        switch outcome {
-        case .prediction(let prediction):
-            metadata["prediction.id"] = "\(prediction.id)"
-            self.logger.info("prediction created", metadata: metadata)
-            try await self.recordCreated(task: task, predictionID: prediction.id)
-        case .refused(let failure, let status):
-            try await self.refused(task: task, failure: failure, status: status)
-        case .unreachable(let reason, let mayHaveBeenSent):
+        let outcome = ReplicateCallResult(
+            await self.replicate.create(
+                model: self.configuration.replicateModel, input: self.modelInput(for: task), webhook: webhook,
+                events: ["start", "completed"]))
+        if case .unreachable = outcome {
             // Shutting down: the call was abandoned, its outcome unknown. The create is recorded as attempted, so the
             // dispatcher that gets this command next reconciles instead of creating again.
             try Task.checkCancellation()
-            if mayHaveBeenSent {
-                self.logger.warning("create outcome unknown; reconciling", metadata: metadata.merging(["error": "\(reason)"]) { $1 })
-                try await self.reconcile(command, fallbackReason: "Replicate did not answer the create (\(reason))")
-            } else {
-                try await self.retry(task, reason: "Replicate could not be reached (\(reason))")
-            }
         }
+        let answer = DispatchDecision.createAnswered(outcome)
+        self.log(outcome, answer, metadata: metadata)
+        try await self.run(answer, command)
     }
 
     /// The model's input: the user's extra keys, then the prompt and the image under the configured field name.
@@ -86,47 +67,24 @@ struct Dispatcher: Sendable {
         return input
     }
 
-    private func recordCreated(task: TaskRecord, predictionID: String) async throws {
-        if let updated = try await self.store.transition(
-            taskID: task.id, attempt: task.attempt, from: [.dispatching], to: .processing, reason: "prediction \(predictionID) created",
-            changes: TaskChanges(replicateTaskID: predictionID))
-        {
-            try await self.publishEvent(updated, reason: "prediction created")
-            if updated.cancelRequestedAt != nil {
-                try await self.bus.publish(PredictionCommand(action: .cancel, taskID: task.id, attempt: task.attempt))
-            }
-        }
-        // nil: the terminal webhook overtook us and the task is already finished; nothing to do.
-    }
-
-    private func refused(task: TaskRecord, failure: ReplicateOutcomeClass, status: Int) async throws {
-        switch failure {
-        case .success:
-            return
-        case .permanent(let message):
-            if failure.needsAlert {
-                self.logger.critical(
-                    "Replicate refused the account (\(status)); every create will fail until this is fixed",
-                    metadata: ["task.id": "\(task.id)"])
-            }
-            try await self.finish(task, to: .failed, reason: "Replicate refused the create (\(status))", message: message)
-        case .rateLimited(let retryAfter):
-            // Not created: safe to try again after the reset. Every dispatcher waits too (the shared bucket is blocked);
-            // the task counts a retry (ARCHITECTURE.md "Retries") and waits at least until the reset.
-            let wait = retryAfter ?? Self.defaultRateLimitPause
-            try await self.rateLimits.block(Self.createBucket, for: wait)
-            self.logger.warning("Replicate rate limit; all dispatchers pause", metadata: ["task.id": "\(task.id)", "pause.seconds": "\(wait.seconds)"])
-            try await self.retry(task, reason: "Replicate rate limit (429), resets in \(wait.seconds) s", notBefore: wait)
-        case .transient(let message):
-            // A 5xx on create is ambiguous: the prediction may exist. Look before trying again.
-            self.logger.warning(
-                "create answered \(status); reconciling", metadata: ["task.id": "\(task.id)", "error": "\(message)"])
-            try await self.reconcile(PredictionCommand(action: .get, taskID: task.id, attempt: task.attempt), fallbackReason: message)
+    /// What Replicate said to a create and what was decided, in the words operators (and the fault tests) look for.
+    private func log(_ outcome: ReplicateCallResult, _ answer: DispatchDecision.Action, metadata: Logger.Metadata) {
+        switch (outcome, answer) {
+        case (.prediction(let prediction), _):
+            self.logger.info("prediction created", metadata: metadata.merging(["prediction.id": "\(prediction.id)"]) { $1 })
+        case (.refused(_, let status), .fail(_, _, alert: true)):
+            self.logger.critical(
+                "Replicate refused the account (\(status)); every create will fail until this is fixed", metadata: metadata)
+        case (.refused(.transient(let message), let status), .reconcile):
+            self.logger.warning("create answered \(status); reconciling", metadata: metadata.merging(["error": "\(message)"]) { $1 })
+        case (.unreachable(let reason, _), .reconcile):
+            self.logger.warning("create outcome unknown; reconciling", metadata: metadata.merging(["error": "\(reason)"]) { $1 })
+        default:
+            break
         }
     }
 
     static let createBucket = "replicate.create"
-    static let defaultRateLimitPause: Duration = .seconds(10)
 
     /// Waits for a token of the create rate shared by every dispatcher (REPLICATE_CREATE_RATE_PER_MIN).
     private func waitForCreateToken() async throws {
@@ -139,121 +97,145 @@ struct Dispatcher: Sendable {
     // MARK: cancel
 
     private func cancel(_ command: PredictionCommand) async throws {
-        guard let task = try await self.store.task(id: command.taskID), task.attempt == command.attempt, task.status.holdsSlot,
-            let predictionID = task.replicateTaskID
-        else { return }
-        switch await self.replicate.cancel(predictionID: predictionID) {
-        case .prediction(let prediction):
-            self.logger.info("cancel sent", metadata: ["task.id": "\(task.id)", "prediction.id": "\(predictionID)"])
-            if prediction.status.isTerminal {
-                try await self.forward(prediction, task: task, source: "cancel")
-            }
+        let current = try await self.store.task(id: command.taskID)
+        let decided = DispatchDecision.cancelCommand(task: current?.snapshot, attempt: command.attempt)
+        guard case .cancelAtReplicate(let predictionID) = decided else { return try await self.run(decided, command) }
+        let outcome = ReplicateCallResult(await self.replicate.cancel(predictionID: predictionID))
+        let metadata: Logger.Metadata = ["task.id": "\(command.taskID)", "prediction.id": "\(predictionID)"]
+        switch outcome {
+        case .prediction:
+            self.logger.info("cancel sent", metadata: metadata)
         case .refused(let failure, let status):
-            self.logger.warning("cancel refused", metadata: ["task.id": "\(task.id)", "status": "\(status)", "error": "\(failure)"])
-        case .unreachable(let reason, _):
-            throw DispatchError("cancel of \(predictionID) failed: \(reason)")
+            self.logger.warning("cancel refused", metadata: metadata.merging(["status": "\(status)", "error": "\(failure)"]) { $1 })
+        case .unreachable:
+            break
         }
+        try await self.run(DispatchDecision.cancelAnswered(outcome, predictionID: predictionID), command, source: "cancel")
     }
 
     // MARK: reconcile
 
-    /// Finds out what became of an attempt: by its prediction id when known, else by listing recent predictions and
-    /// matching the task and attempt in their webhook URLs. A terminal answer goes to the finalizer exactly as a webhook
-    /// would; an attempt with no prediction at all is retried.
+    /// Finds out what became of an attempt: by its prediction id when known, else by searching recent predictions for
+    /// the task and attempt in their webhook URLs. A terminal answer goes to the finalizer exactly as a webhook would;
+    /// an attempt with no prediction at all is retried.
     /// - Parameter fallbackReason: set when this dispatcher's own create call has ended (a 5xx, a timeout): no create can
     ///   be in flight any more, and a missing prediction is retried with this reason.
     private func reconcile(_ command: PredictionCommand, fallbackReason: String? = nil) async throws {
-        guard let task = try await self.store.task(id: command.taskID), task.attempt == command.attempt, task.status.holdsSlot else {
-            return
+        let current = try await self.store.task(id: command.taskID)
+        let decided = DispatchDecision.reconcileCommand(task: current?.snapshot, attempt: command.attempt)
+        let actions: [DispatchDecision.Action]
+        switch (decided, current) {
+        case (.getPrediction(let predictionID), let task?):
+            let outcome = ReplicateCallResult(await self.replicate.get(predictionID: predictionID))
+            actions = DispatchDecision.getAnswered(
+                outcome, predictionID: predictionID, task: task.snapshot, fallbackReason: fallbackReason, now: Date(),
+                createTimeout: self.configuration.replicateTimeout)
+        case (.searchPredictions(let since), let task?):
+            let found = try await self.findPrediction(task, since: since)
+            actions = DispatchDecision.predictionLookedUp(
+                found, task: task.snapshot, fallbackReason: fallbackReason, now: Date(), createTimeout: self.configuration.replicateTimeout)
+        default:
+            actions = [decided]
         }
-        var prediction: ReplicatePrediction?
-        if let predictionID = task.replicateTaskID {
-            switch await self.replicate.get(predictionID: predictionID) {
-            case .prediction(let found): prediction = found
-            case .refused(let failure, let status):
-                throw DispatchError("get \(predictionID) answered \(status): \(failure)")
-            case .unreachable(let reason, _):
-                throw DispatchError("get \(predictionID) failed: \(reason)")
-            }
-        } else {
-            prediction = try await self.findPrediction(task: task)
-        }
-        guard let prediction else {
-            if fallbackReason == nil, let attempted = task.createAttemptedAt,
-                Date().timeIntervalSince(attempted) < self.configuration.replicateTimeout.seconds + 5
-            {
-                // The create may still be in flight at another dispatcher: its answer, its webhook or the next lease
-                // sweep settles it.
-                return
-            }
-            if task.status == .dispatching {
-                try await self.retry(task, reason: fallbackReason ?? "the create never reached Replicate")
-            }
-            return
-        }
-        if task.status == .dispatching {
-            try await self.recordCreated(task: task, predictionID: prediction.id)
-        }
-        if prediction.status.isTerminal {
-            try await self.forward(prediction, task: task, source: "reconcile")
-        } else {
-            try await self.store.touch(taskID: task.id, attempt: task.attempt)
+        for action in actions {
+            try await self.run(action, command)
         }
     }
 
-    /// Looks through recent predictions for this attempt's: by the task and attempt in its webhook URL when Replicate
-    /// shows it, else by the same input (prompt and image) created after this attempt's create was recorded.
-    private func findPrediction(task: TaskRecord) async throws -> ReplicatePrediction? {
-        let since = (task.createAttemptedAt ?? task.dispatchedAt ?? task.createdAt).addingTimeInterval(-5)
+    /// Pages through recent predictions (`PredictionSearch` decides what matches and whether to read on).
+    private func findPrediction(_ task: TaskRecord, since: Date) async throws -> ReplicatePrediction? {
+        let search = PredictionSearch(
+            target: WebhookTarget(taskID: task.id, attempt: task.attempt), prompt: task.prompt, imageURL: task.inputImageURL,
+            imageInput: self.configuration.replicateImageInput, since: since)
         var next: String? = nil
-        for _ in 0..<5 {
+        for _ in 0..<PredictionSearch.maxPages {
             guard let page = await self.replicate.list(url: next) else {
                 throw DispatchError("listing predictions failed; will try again")
             }
-            for listed in page.predictions {
-                if let webhook = listed.prediction.webhook, let found = WebhookURL.parse(webhook) {
-                    if found.taskID == task.id && found.attempt == task.attempt { return listed.prediction }
-                    continue
-                }
-                let created = listed.prediction.createdAt.flatMap(MessageCodec.parseDate)
-                if let created, created >= since, listed.input["prompt"] == task.prompt,
-                    listed.input[self.configuration.replicateImageInput] == task.inputImageURL
-                {
-                    return listed.prediction
-                }
+            let listed = page.predictions.map { listed in
+                PredictionSearch.Listed(
+                    prediction: listed.prediction, createdAt: listed.prediction.createdAt.flatMap(MessageCodec.parseDate), input: listed.input)
             }
-            // Newest first: once a page reaches back before the create, older pages cannot hold it.
-            let oldest = page.predictions.last?.prediction.createdAt.flatMap(MessageCodec.parseDate)
-            guard let more = page.next, oldest.map({ $0 >= since }) ?? false else { return nil }
-            next = more
+            switch search.scan(listed, next: page.next) {
+            case .found(let prediction): return prediction
+            case .nextPage(let url): next = url
+            case .notFound: return nil
+            }
         }
         return nil
     }
 
+    // MARK: actions
+
+    /// Runs one decided action for the task and attempt `command` names. `source` names who learned of a terminal
+    /// prediction, in the id of the delivery forwarded to the finalizer (its dedupe key).
+    private func run(_ action: DispatchDecision.Action, _ command: PredictionCommand, source: String = "reconcile") async throws {
+        switch action {
+        case .ignoreStale, .nothing, .awaitCancelConfirmation, .waitForInFlightCreate:
+            return
+        case .cancelBeforeCreate(let reason, let message):
+            try await self.finish(command, to: .canceled, reason: reason, message: message)
+        case .fail(let reason, let message, _):
+            try await self.finish(command, to: .failed, reason: reason, message: message)
+        case .recordCreated(let predictionID):
+            try await self.recordCreated(command, predictionID: predictionID)
+        case .pauseCreatesAndRetry(let pause, let reason):
+            // Every dispatcher waits too (the shared bucket is blocked).
+            try await self.rateLimits.block(Self.createBucket, for: pause)
+            self.logger.warning(
+                "Replicate rate limit; all dispatchers pause", metadata: ["task.id": "\(command.taskID)", "pause.seconds": "\(pause.seconds)"])
+            try await self.retry(command, reason: reason, notBefore: pause)
+        case .retry(let reason, let notBefore):
+            try await self.retry(command, reason: reason, notBefore: notBefore)
+        case .reconcile(let fallbackReason):
+            try await self.reconcile(command, fallbackReason: fallbackReason)
+        case .forwardTerminal(let prediction):
+            try await self.forward(prediction, command, source: source)
+        case .keepWaiting:
+            try await self.store.touch(taskID: command.taskID, attempt: command.attempt)
+        case .redeliver(let reason):
+            throw DispatchError(reason)
+        case .beginCreate, .sendCreate, .cancelAtReplicate, .getPrediction, .searchPredictions:
+            // Steps of a flow above, which runs them where it awaits their answer; no decision hands them on.
+            assertionFailure("\(action) is a step of its flow, not an action to run")
+        }
+    }
+
+    private func recordCreated(_ command: PredictionCommand, predictionID: String) async throws {
+        if let updated = try await self.store.transition(
+            taskID: command.taskID, attempt: command.attempt, from: [.dispatching], to: .processing,
+            reason: "prediction \(predictionID) created", changes: TaskChanges(replicateTaskID: predictionID))
+        {
+            try await self.publishEvent(updated, reason: "prediction created")
+            if CancelDecision.predictionRecorded(task: updated.snapshot) == .sendCancel {
+                try await self.bus.publish(PredictionCommand(action: .cancel, taskID: updated.id, attempt: updated.attempt))
+            }
+        }
+        // nil: the terminal webhook overtook us and the task is already finished; nothing to do.
+    }
+
     /// Hands a terminal prediction to the webhook finalizer, as if Replicate's webhook had arrived.
-    private func forward(_ prediction: ReplicatePrediction, task: TaskRecord, source: String) async throws {
+    private func forward(_ prediction: ReplicatePrediction, _ command: PredictionCommand, source: String) async throws {
         let body = (try? JSONEncoder().encode(prediction)).flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
         try await self.bus.publish(
             PredictionWebhookCommand(
-                taskID: task.id, attempt: task.attempt, webhookID: "\(source)-\(prediction.id)-\(prediction.status.rawValue)",
+                taskID: command.taskID, attempt: command.attempt, webhookID: "\(source)-\(prediction.id)-\(prediction.status.rawValue)",
                 receivedAt: Date(), body: body))
     }
 
-    // MARK: outcomes
-
-    private func retry(_ task: TaskRecord, reason: String, notBefore: Duration? = nil) async throws {
+    private func retry(_ command: PredictionCommand, reason: String, notBefore: Duration?) async throws {
         if let updated = try await self.store.retryOrFail(
-            taskID: task.id, attempt: task.attempt, from: [.dispatching], reason: reason, maxRetries: self.configuration.maxRetries,
-            backoff: self.configuration.retryBackoff, atLeast: notBefore)
+            taskID: command.taskID, attempt: command.attempt, from: [.dispatching], reason: reason,
+            maxRetries: self.configuration.maxRetries, backoff: self.configuration.retryBackoff, atLeast: notBefore)
         {
-            self.logger.notice("attempt failed", metadata: ["task.id": "\(task.id)", "status": "\(updated.status)", "reason": "\(reason)"])
+            self.logger.notice("attempt failed", metadata: ["task.id": "\(command.taskID)", "status": "\(updated.status)", "reason": "\(reason)"])
             try await self.publishEvent(updated, reason: reason)
         }
     }
 
-    private func finish(_ task: TaskRecord, to status: TaskStatus, reason: String, message: String) async throws {
+    private func finish(_ command: PredictionCommand, to status: TaskStatus, reason: String, message: String) async throws {
         if let updated = try await self.store.transition(
-            taskID: task.id, attempt: task.attempt, from: [.dispatching], to: status, reason: reason,
+            taskID: command.taskID, attempt: command.attempt, from: [.dispatching], to: status, reason: reason,
             changes: TaskChanges(errorMessage: message))
         {
             try await self.publishEvent(updated, reason: reason)
@@ -262,6 +244,17 @@ struct Dispatcher: Sendable {
 
     private func publishEvent(_ task: TaskRecord, reason: String) async throws {
         try await self.bus.publish(TaskEvent(taskID: task.id, userID: task.userID, status: task.status, attempt: task.attempt, reason: reason))
+    }
+}
+
+extension ReplicateCallResult {
+    /// The client's answer, as the decisions take it.
+    init(_ outcome: ReplicateClient.CallOutcome) {
+        switch outcome {
+        case .prediction(let prediction): self = .prediction(prediction)
+        case .refused(let failure, let status): self = .refused(failure, status: status)
+        case .unreachable(let reason, let mayHaveBeenSent): self = .unreachable(reason, mayHaveBeenSent: mayHaveBeenSent)
+        }
     }
 }
 

@@ -42,9 +42,6 @@ struct Scheduler: Sendable {
             reason: result.decision.refusalReason, persisted: result.stored)
     }
 
-    /// How long a requested cancel may go unconfirmed before it is sent again.
-    static let cancelResendAfter: Duration = .seconds(5)
-
     /// A submission from the gateway: admit (batched with its neighbours into one transaction), reply, fill slots.
     /// A submission the database cannot store is answered with a 422 verdict on its own; its batch is admitted as usual.
     func handleSubmit(_ delivery: AMQPDelivery) async throws {
@@ -90,44 +87,59 @@ struct Scheduler: Sendable {
     func handleEventOrControl(_ delivery: AMQPDelivery) async throws {
         if delivery.queue == Topology.Queue.control {
             let command = try delivery.decode(CancelTaskCommand.self)
-            guard let task = try await self.store.task(id: command.taskID) else { return }
-            if task.status.holdsSlot && task.cancelRequestedAt != nil {
+            let task = try await self.store.task(id: command.taskID)
+            if let task, CancelDecision.cancelRequested(task: task.snapshot) == .sendCancel {
                 try await self.bus.publish(PredictionCommand(action: .cancel, taskID: task.id, attempt: task.attempt))
             }
             return
         }
         let event = try delivery.decode(TaskEvent.self)
-        // Anything that is not a move into a slot may have freed one or queued work.
-        if event.status != .dispatching && event.status != .processing {
+        if SweepDecision.taskEvent(status: event.status) == .runPass {
             await self.passes.trigger()
         }
     }
 
     /// The periodic tick: a pass (retries whose backoff ran out, anything a lost message would have triggered), then
-    /// the sweeps for expired leases and silent predictions.
+    /// the sweeps for expired leases, unconfirmed cancels and silent predictions. The SQL finds the rows;
+    /// `SweepDecision` says what each needs.
     func tick() async throws {
         await self.passes.trigger()
         for task in try await self.store.expiredLeases() {
+            // The lease is pushed forward first: of several schedulers, only the one that moved it sends the command.
             guard try await self.store.extendLease(taskID: task.id, attempt: task.attempt, by: self.configuration.dispatchLease) else {
                 continue
             }
-            // No create was attempted: the command was lost or its dispatcher died first; sending it again is safe.
-            // A create was attempted: its outcome is unknown; the dispatcher looks for the prediction before anything else.
-            let action: PredictionCommand.Action = task.createAttemptedAt == nil ? .create : .get
+            let command = Self.command(for: SweepDecision.swept(.expiredLease, task: task.snapshot))
             self.logger.notice(
-                "lease expired", metadata: ["task.id": "\(task.id)", "task.attempt": "\(task.attempt)", "action": "\(action.rawValue)"])
-            try await self.bus.publish(PredictionCommand(action: action, taskID: task.id, attempt: task.attempt))
+                "lease expired",
+                metadata: ["task.id": "\(task.id)", "task.attempt": "\(task.attempt)", "action": "\(command?.rawValue ?? "none")"])
+            try await self.send(command, for: task)
         }
-        for task in try await self.store.unconfirmedCancels(after: Self.cancelResendAfter) {
+        for task in try await self.store.unconfirmedCancels(after: CancelDecision.resendAfter) {
             try await self.store.touch(taskID: task.id, attempt: task.attempt)
             self.logger.notice("cancel not confirmed yet; sending it again", metadata: ["task.id": "\(task.id)"])
-            try await self.bus.publish(PredictionCommand(action: .cancel, taskID: task.id, attempt: task.attempt))
+            try await self.send(Self.command(for: SweepDecision.swept(.unconfirmedCancel, task: task.snapshot)), for: task)
         }
         for task in try await self.store.staleProcessing(after: self.configuration.processingReconcileAfter) {
             try await self.store.touch(taskID: task.id, attempt: task.attempt)
             self.logger.notice("no webhook yet; reconciling", metadata: ["task.id": "\(task.id)", "task.attempt": "\(task.attempt)"])
-            try await self.bus.publish(PredictionCommand(action: .get, taskID: task.id, attempt: task.attempt))
+            try await self.send(Self.command(for: SweepDecision.swept(.silentPrediction, task: task.snapshot)), for: task)
         }
+    }
+
+    /// The dispatcher command that carries out a sweep's action (nil: none).
+    static func command(for action: SweepDecision.Action) -> PredictionCommand.Action? {
+        switch action {
+        case .resendCreate: .create
+        case .reconcile: .get
+        case .resendCancel: .cancel
+        case .runPass, .nothing: nil
+        }
+    }
+
+    private func send(_ command: PredictionCommand.Action?, for task: TaskRecord) async throws {
+        guard let command else { return }
+        try await self.bus.publish(PredictionCommand(action: command, taskID: task.id, attempt: task.attempt))
     }
 }
 

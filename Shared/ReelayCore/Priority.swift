@@ -1,3 +1,5 @@
+import Foundation
+
 /// The queue-ordering formula (ARCHITECTURE.md "Priority"). Higher runs first; ties go to the older task.
 public enum Priority {
     /// Points per retry, so a task that already waited and failed is not sent to the back of the queue.
@@ -33,5 +35,33 @@ public enum Priority {
         }
         let (sum, overflow) = base.addingReportingOverflow(Int(points))
         return overflow ? Int.max : sum
+    }
+}
+
+/// A pending task as the dispatch order sees it: what `Priority.runsBefore` compares.
+public struct QueuedTask: Sendable, Equatable {
+    public var id: UUID
+    /// The stored priority (`Priority.base` at admission, plus `retryBonus` per retry).
+    public var priority: Int
+    public var createdAt: Date
+
+    public init(id: UUID, priority: Int, createdAt: Date) {
+        self.id = id
+        self.priority = priority
+        self.createdAt = createdAt
+    }
+}
+
+extension Priority {
+    /// The dispatch order (ARCHITECTURE.md "Priority"): higher effective priority first, then the older task, then the
+    /// smaller id (PostgreSQL's uuid order, so that the order is total). The SQL rank of `TaskStore` (`claimForDispatch`,
+    /// `queuePosition`) is this rule; `DispatchOrderTests` checks that both order the same rows the same way.
+    public static func runsBefore(_ a: QueuedTask, _ b: QueuedTask, now: Date, agingSeconds: Int) -> Bool {
+        let rankA = Self.effective(base: a.priority, waitedSeconds: now.timeIntervalSince(a.createdAt), agingSeconds: agingSeconds)
+        let rankB = Self.effective(base: b.priority, waitedSeconds: now.timeIntervalSince(b.createdAt), agingSeconds: agingSeconds)
+        if rankA != rankB { return rankA > rankB }
+        if a.createdAt != b.createdAt { return a.createdAt < b.createdAt }
+        // uuid_cmp compares the 16 bytes; the canonical hex text, hyphens at fixed places, sorts the same way.
+        return a.id.uuidString.lowercased() < b.id.uuidString.lowercased()
     }
 }

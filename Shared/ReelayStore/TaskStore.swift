@@ -48,7 +48,7 @@ public struct TaskStore: Sendable {
         }
     }
 
-    /// 1-based position among pending tasks in dispatch order, or nil when the task is not pending.
+    /// 1-based position among pending tasks in dispatch order (`Priority.runsBefore`), or nil when the task is not pending.
     public func queuePosition(of task: TaskRecord, agingSeconds: Int) async throws -> Int? {
         guard task.status == .pending else { return nil }
         return try await self.pool.withConnection { connection in
@@ -56,7 +56,8 @@ public struct TaskStore: Sendable {
                 """
                 SELECT count(*) + 1 AS position FROM video_tasks o, video_tasks t
                 WHERE t.id = $1 AND o.status = 'pending' AND o.id <> t.id
-                  AND ((\(Self.rank("o")) > \(Self.rank("t"))) OR (\(Self.rank("o")) = \(Self.rank("t")) AND o.created_at < t.created_at))
+                  AND ((\(Self.rank("o")) > \(Self.rank("t")))
+                    OR (\(Self.rank("o")) = \(Self.rank("t")) AND (o.created_at, o.id) < (t.created_at, t.id)))
                 """,
                 [task.id.uuidString, String(agingSeconds)])
             return try result.rows.first?.int("position")
@@ -77,9 +78,14 @@ public struct TaskStore: Sendable {
         }
     }
 
-    /// The effective priority of a pending row as SQL: stored priority plus a point per `$2` seconds waited (0 = off).
+    /// The effective priority of a pending row as SQL: `Priority.effective` (stored priority plus a point per `$2` seconds
+    /// waited, 0 = off; a wait that is negative, a `created_at` ahead of the database's clock, adds nothing). Ordered by
+    /// it, then `created_at`, then `id`, rows come out as `Priority.runsBefore` orders them (`DispatchOrderTests`).
     static func rank(_ alias: String) -> String {
-        "(\(alias).priority + CASE WHEN $2::int > 0 THEN floor(extract(epoch FROM now() - \(alias).created_at) / $2::int)::int ELSE 0 END)"
+        """
+        (\(alias).priority + CASE WHEN $2::int > 0 \
+        THEN greatest(0, floor(extract(epoch FROM now() - \(alias).created_at) / $2::int))::int ELSE 0 END)
+        """
     }
 
     // MARK: Admission (scheduler): TaskAdmission.swift
@@ -268,18 +274,18 @@ public struct TaskStore: Sendable {
         atLeast minimumDelay: Duration? = nil
     ) async throws -> TaskRecord? {
         guard let task = try await self.task(id: taskID), task.attempt == attempt, from.contains(task.status) else { return nil }
-        if task.retryCount >= maxRetries {
-            return try await self.transition(
-                taskID: taskID, attempt: attempt, from: from, to: .failed,
-                reason: "retries exhausted (\(maxRetries)): \(reason)",
-                changes: TaskChanges(errorMessage: "Gave up after \(maxRetries) retries: \(reason)"))
-        }
         var rng = SystemRandomNumberGenerator()
-        let delay = max(backoff.delay(retry: task.retryCount, using: &rng), minimumDelay ?? .zero)
-        return try await self.transition(
-            taskID: taskID, attempt: attempt, from: from, to: .pending,
-            reason: "retry \(task.retryCount + 1) of \(maxRetries) in \(delay.seconds) s: \(reason)",
-            changes: TaskChanges(errorMessage: reason, retryIncrement: 1, priorityIncrement: 10, notBefore: delay))
+        switch RetryDecision.decide(
+            retryCount: task.retryCount, maxRetries: maxRetries, reason: reason, backoff: backoff, atLeast: minimumDelay, using: &rng)
+        {
+        case .giveUp(let historyReason, let message):
+            return try await self.transition(
+                taskID: taskID, attempt: attempt, from: from, to: .failed, reason: historyReason, changes: TaskChanges(errorMessage: message))
+        case .retry(let delay, let historyReason, let message, let priorityBonus):
+            return try await self.transition(
+                taskID: taskID, attempt: attempt, from: from, to: .pending, reason: historyReason,
+                changes: TaskChanges(errorMessage: message, retryIncrement: 1, priorityIncrement: priorityBonus, notBefore: delay))
+        }
     }
 
     /// Marks a cancel request; a pending task is canceled at once. Returns the task after the change, and whether it
@@ -370,6 +376,16 @@ public struct TaskStore: Sendable {
         _ = try await connection.query(
             "INSERT INTO task_events (task_id, from_status, to_status, attempt, reason) VALUES ($1, $2, $3, $4, $5)",
             [taskID.uuidString, from?.rawValue, to.rawValue, String(attempt), reason])
+    }
+}
+
+extension TaskRecord {
+    /// What the workers' decisions (`DispatchDecision`, `WebhookDecision`, `SweepDecision`) read of this row.
+    public var snapshot: TaskSnapshot {
+        TaskSnapshot(
+            id: self.id, status: self.status, attempt: self.attempt, retryCount: self.retryCount, replicateTaskID: self.replicateTaskID,
+            createAttemptedAt: self.createAttemptedAt, cancelRequestedAt: self.cancelRequestedAt, dispatchedAt: self.dispatchedAt,
+            createdAt: self.createdAt)
     }
 }
 
