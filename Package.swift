@@ -152,7 +152,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/ReelayTestSupport", swiftSettings: swiftSettings),
-        .testTarget(name: "ReelayCoreTests", dependencies: ["ReelayCore", "ReelayConfig"], path: "Tests/ReelayCoreTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ReelayCoreTests", dependencies: ["ReelayCore", "ReelayConfig", "ReelayTestSupport"], path: "Tests/ReelayCoreTests",
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "ReelayUnitTests",
             dependencies: [

@@ -45,7 +45,7 @@ struct DispatchOrderTests {
 
     /// Inserts `rows`, then compares the Swift order with every queue position and with the order of one-slot claims.
     func check(agingSeconds: Int, label: String) async throws {
-        let db = try await ScratchDatabase.create(label)
+        let db = try await StoreDatabase.create(label)
         let store = TaskStore(pool: db.pool)
         let user = UUID()
         _ = try await UserStore(pool: db.pool).createKey(userID: user, tier: .free)
@@ -75,7 +75,7 @@ struct DispatchOrderTests {
 
     /// Inserts pending rows created `waited` seconds before one reading of the database's clock; rows with the same
     /// wait get the very same `created_at`. Returns them as the Swift rule sees them, `created_at` as stored.
-    func insert(_ rows: [Row], user: UUID, into db: ScratchDatabase) async throws -> [QueuedTask] {
+    func insert(_ rows: [Row], user: UUID, into db: StoreDatabase) async throws -> [QueuedTask] {
         let base = try await self.databaseNow(db)
         var queued: [QueuedTask] = []
         for row in rows {
@@ -98,7 +98,7 @@ struct DispatchOrderTests {
         return queued
     }
 
-    func databaseNow(_ db: ScratchDatabase) async throws -> Date {
+    func databaseNow(_ db: StoreDatabase) async throws -> Date {
         try await db.pool.withConnection { connection in
             let result = try await connection.query("SELECT now() AS now")
             return try #require(try result.rows.first?.date("now"))
